@@ -20,6 +20,24 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _root() -> None:
+    """Randomization tests of Zhang et al. (ICLR 2017): fit random labels, measure
+    generalization. Each command's --help says more."""
+
+
+@app.command()
+def version() -> None:
+    """Print rethink's version and the versions it runs with."""
+    import platform
+
+    import torch
+
+    from rethink import __version__
+
+    print(f"rethink {__version__}, torch {torch.__version__}, python {platform.python_version()}")
+
+
 def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
     import importlib
@@ -33,26 +51,12 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `rethink` script. Click itself reports usage errors (exit 2)."""
     from rethink.errors import RethinkError
 
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="rethink")
     except RethinkError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted; what finished is in the store, rerun the same command "
-              "to resume.", file=sys.stderr)
-        sys.exit(130)
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.exceptions.Abort):
-            sys.exit(130)
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Exit):
-            sys.exit(err.exit_code)
-        raise

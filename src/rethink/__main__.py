@@ -1,0 +1,3 @@
+from rethink.cli import main
+
+main()
