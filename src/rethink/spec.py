@@ -1,0 +1,277 @@
+"""RunSpec: everything that decides what a run computes, validated, normalized and hashed.
+
+A spec is four frozen sections plus a seed. Two specs that compute the same thing normalize to
+the same dict and so hash to the same `run_id` (an lr left at the model's paper default equals
+the same lr written out; `random-labels` always has prob 1.0). Where a run executes (device,
+store path, data folder) is not part of the spec.
+
+Specs come from Python (`RunSpec(...)`), from nested dicts / TOML tables (`RunSpec.from_dict`),
+and from dotted overrides (`spec.override({"train.lr": 0.1})`, also by the unique short name
+`lr`). Unknown keys, wrong types and out-of-range values raise RethinkError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from rethink.errors import RethinkError
+
+SPEC_VERSION = 1  # bump when the meaning of a field changes; it is part of the hash
+
+CORRUPTIONS = (
+    "none",
+    "partial-labels",
+    "random-labels",
+    "shuffled-pixels",
+    "random-pixels",
+    "gaussian",
+)
+PREPROCESS = ("standardize", "paper", "unit")
+SCHEDULES = ("constant", "paper", "exponential", "step", "cosine")
+AUGMENTS = ("none", "crop", "flip", "crop+flip")
+OPTIMIZERS = ("sgd",)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str = "mnist-5k"
+    train_size: int | None = None  # stratified, seeded subset of the training split
+    subset_seed: int = 0  # the subset stays fixed while `seed` varies
+    preprocess: str = "standardize"  # standardize | paper (crop 28 + per-image whitening) | unit
+
+
+@dataclass(frozen=True)
+class CorruptionSpec:
+    kind: str = "none"
+    prob: float = 0.0  # partial-labels only: chance that a label is redrawn uniformly
+    corrupt_test: bool = False  # apply label/pixel corruptions to the test split too
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = "mlp-1x512"
+    dropout: float = 0.0  # probability; 0 means no dropout layers
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    optimizer: str = "sgd"
+    lr: float | None = None  # None: the model's paper default (0.1 Inception, 0.01 otherwise)
+    momentum: float = 0.9
+    batch_size: int = 128
+    schedule: str = "constant"  # constant | paper (x0.95/epoch) | exponential | step | cosine
+    lr_decay_per_epoch: float = 0.95  # paper / exponential: lr *= this after every epoch
+    step_epochs: int = 30  # step: lr *= step_gamma every step_epochs epochs
+    step_gamma: float = 0.1
+    weight_decay: float = 0.0
+    augment: str = "none"  # none | crop (pad 4, random crop) | flip | crop+flip
+    max_epochs: int = 100
+    until_fit: bool = False  # stop once a full eval pass over the training set is 100% correct
+    fit_loss: float | None = None  # ... or once the training loss is below this
+    checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    data: DataSpec = field(default_factory=DataSpec)
+    corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    seed: int = 0  # model init, batch order, augmentation, corruption draw
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunSpec:
+        """Build from a nested dict (TOML tables) and/or dotted keys; validates types."""
+        return cls().override(d)
+
+    def override(self, changes: dict[str, Any]) -> RunSpec:
+        """A copy with `changes` applied: nested dicts, dotted keys or unique short names."""
+        spec = self
+        for key, value in _flatten(changes).items():
+            section, name = _resolve_key(key)
+            spec = _set(spec, section, name, value)
+        return spec
+
+    # ---- identity -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def normalized(self) -> RunSpec:
+        """Validated, with defaults resolved, so equal computations have equal specs."""
+        validate(self)
+        s = self
+        if s.train.lr is None:
+            s = replace(s, train=replace(s.train, lr=_default_lr(s.model.name)))
+        prob = {"none": 0.0, "random-labels": 1.0}.get(s.corruption.kind, s.corruption.prob)
+        if s.corruption.kind not in ("partial-labels", "none", "random-labels"):
+            prob = 0.0  # pixel corruptions have no probability
+        s = replace(s, corruption=replace(s.corruption, prob=float(prob)))
+        if not s.train.until_fit:
+            s = replace(s, train=replace(s.train, fit_loss=None))
+        return s
+
+    def run_id(self) -> str:
+        """16 hex digits of the SHA-256 of the normalized spec's canonical JSON."""
+        payload = {"v": SPEC_VERSION, **self.normalized().to_dict()}
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def describe(self) -> str:
+        """A short human label, e.g. 'mnist-5k mlp-1x512 random-labels seed=0'."""
+        c = self.corruption
+        kind = f"{c.kind}(p={c.prob:g})" if c.kind == "partial-labels" else c.kind
+        return f"{self.data.dataset} {self.model.name} {kind} seed={self.seed}"
+
+
+_SECTIONS = {"data": DataSpec, "corruption": CorruptionSpec, "model": ModelSpec, "train": TrainSpec}
+# Convenience names for CLI flags and sweep axes; each must be unique across sections.
+_ALIASES = {
+    "dataset": ("data", "dataset"),
+    "train_size": ("data", "train_size"),
+    "subset_seed": ("data", "subset_seed"),
+    "preprocess": ("data", "preprocess"),
+    "corrupt_prob": ("corruption", "prob"),
+    "corrupt_test": ("corruption", "corrupt_test"),
+    "labels": ("corruption", "kind"),
+    "dropout": ("model", "dropout"),
+}
+
+
+def _short_names() -> dict[str, tuple[str, str]]:
+    seen: dict[str, list[tuple[str, str]]] = {}
+    for sec, cls in _SECTIONS.items():
+        for f in fields(cls):
+            seen.setdefault(f.name, []).append((sec, f.name))
+    out = {k: v[0] for k, v in seen.items() if len(v) == 1}
+    out.update(_ALIASES)
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise RethinkError(f"a spec must be a table of settings, got {type(d).__name__}.")
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key in _SECTIONS:
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _resolve_key(key: str) -> tuple[str | None, str]:
+    norm = key.replace("-", "_")
+    if norm == "seed":
+        return None, "seed"
+    if "." in norm:
+        sec, _, name = norm.partition(".")
+        cls = _SECTIONS.get(sec)
+        if cls is None or name not in {f.name for f in fields(cls)}:
+            raise RethinkError(f"unknown spec key '{key}'; {_known_keys_hint()}")
+        return sec, name
+    short = _short_names()
+    if norm in short:
+        return short[norm]
+    raise RethinkError(f"unknown spec key '{key}'; {_known_keys_hint()}")
+
+
+def _known_keys_hint() -> str:
+    keys = ["seed"] + [f"{s}.{f.name}" for s, c in _SECTIONS.items() for f in fields(c)]
+    return "known keys: " + ", ".join(keys) + "."
+
+
+def _set(spec: RunSpec, section: str | None, name: str, value: Any) -> RunSpec:
+    if section is None:
+        return replace(spec, seed=_coerce("seed", int, value))
+    sec_obj = getattr(spec, section)
+    ftype = {f.name: f.type for f in fields(sec_obj)}[name]
+    return replace(spec, **{section: replace(sec_obj, **{name: _coerce(f"{section}.{name}",
+                                                                          ftype, value)})})
+
+
+def _coerce(key: str, ftype: Any, value: Any) -> Any:
+    t = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    optional = "None" in t
+    if value is None:
+        if optional:
+            return None
+        raise RethinkError(f"spec key '{key}' needs a value, not null.")
+    base = t.replace("| None", "").strip()
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise RethinkError(f"spec key '{key}' must be true or false, got {value!r}.")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.")
+        try:
+            f = float(value)
+        except ValueError:
+            raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.") from None
+        if not f.is_integer():
+            raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.")
+        return int(f)
+    if base == "float":
+        if isinstance(value, bool):
+            raise RethinkError(f"spec key '{key}' must be a number, got {value!r}.")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise RethinkError(f"spec key '{key}' must be a number, got {value!r}.") from None
+    if base == "str":
+        if not isinstance(value, str):
+            raise RethinkError(f"spec key '{key}' must be a string, got {value!r}.")
+        return value
+    raise AssertionError(f"unhandled spec field type {t}")
+
+
+def _default_lr(model_name: str) -> float:
+    try:
+        from rethink.models import default_lr
+    except ImportError:  # models not importable: the paper's rule by name
+        return 0.1 if model_name.startswith("inception") else 0.01
+    return float(default_lr(model_name))
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise RethinkError(f"unknown {key} '{value}'; choose one of: {', '.join(allowed)}.")
+
+
+def validate(spec: RunSpec) -> None:
+    """Raise RethinkError (one sentence) for any value no run could use."""
+    d, c, m, t = spec.data, spec.corruption, spec.model, spec.train
+    _choice("corruption", c.kind, CORRUPTIONS)
+    _choice("preprocess", d.preprocess, PREPROCESS)
+    _choice("schedule", t.schedule, SCHEDULES)
+    _choice("augment", t.augment, AUGMENTS)
+    _choice("optimizer", t.optimizer, OPTIMIZERS)
+    checks = [
+        (d.train_size is None or d.train_size > 0, "data.train_size must be positive"),
+        (0.0 <= c.prob <= 1.0, "corruption.prob must be between 0 and 1"),
+        (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
+        (t.lr is None or t.lr > 0, "train.lr must be positive"),
+        (0.0 <= t.momentum < 1.0, "train.momentum must be in [0, 1)"),
+        (t.batch_size > 0, "train.batch_size must be positive"),
+        (0.0 < t.lr_decay_per_epoch <= 1.0, "train.lr_decay_per_epoch must be in (0, 1]"),
+        (t.step_epochs > 0, "train.step_epochs must be positive"),
+        (0.0 < t.step_gamma <= 1.0, "train.step_gamma must be in (0, 1]"),
+        (t.weight_decay >= 0.0, "train.weight_decay must not be negative"),
+        (t.max_epochs > 0, "train.max_epochs must be positive"),
+        (t.fit_loss is None or t.fit_loss > 0, "train.fit_loss must be positive"),
+        (t.checkpoint_every > 0, "train.checkpoint_every must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise RethinkError(message + ".")
