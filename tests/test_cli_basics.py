@@ -13,8 +13,9 @@ def test_version_runs(capsys):
 
 
 def test_unknown_command_is_a_usage_error():
-    r = subprocess.run([sys.executable, "-m", "rethink", "no-such-command"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "rethink", "no-such-command"], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "Traceback" not in r.stderr
 

@@ -23,11 +23,25 @@ def test_random_labels_probability_is_one_and_irrelevant_fields_drop():
 
 def test_every_field_changes_the_hash():
     base = RunSpec()
-    changes = {"seed": 1, "dataset": "digits", "train_size": 100, "preprocess": "paper",
-               "labels": "partial-labels", "model.name": "mlp-3x512", "dropout": 0.5,
-               "lr": 0.5, "momentum": 0.5, "batch_size": 64, "schedule": "paper",
-               "weight_decay": 1e-4, "augment": "crop", "max_epochs": 7, "until_fit": True,
-               "corrupt_test": True, "subset_seed": 3}
+    changes = {
+        "seed": 1,
+        "dataset": "digits",
+        "train_size": 100,
+        "preprocess": "paper",
+        "labels": "partial-labels",
+        "model.name": "mlp-3x512",
+        "dropout": 0.5,
+        "lr": 0.5,
+        "momentum": 0.5,
+        "batch_size": 64,
+        "schedule": "paper",
+        "weight_decay": 1e-4,
+        "augment": "crop",
+        "max_epochs": 7,
+        "until_fit": True,
+        "corrupt_test": True,
+        "subset_seed": 3,
+    }
     ids = {base.run_id()}
     for k, v in changes.items():
         ids.add(base.override({k: v}).run_id())
@@ -40,12 +54,23 @@ def test_dotted_short_and_nested_keys_agree():
     assert a == b
 
 
-@pytest.mark.parametrize("bad", [
-    {"train.lr": -1}, {"lr": 0}, {"nonsense": 1}, {"train.nonsense": 1},
-    {"corruption.prob": 1.5}, {"corruption.kind": "upside-down"}, {"max_epochs": 2.5},
-    {"batch_size": "many"}, {"until_fit": "perhaps"}, {"schedule": "wild"},
-    {"weight_decay": -0.1}, {"data": 3},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"train.lr": -1},
+        {"lr": 0},
+        {"nonsense": 1},
+        {"train.nonsense": 1},
+        {"corruption.prob": 1.5},
+        {"corruption.kind": "upside-down"},
+        {"max_epochs": 2.5},
+        {"batch_size": "many"},
+        {"until_fit": "perhaps"},
+        {"schedule": "wild"},
+        {"weight_decay": -0.1},
+        {"data": 3},
+    ],
+)
 def test_bad_values_are_one_sentence(bad):
     with pytest.raises(RethinkError) as e:
         RunSpec.from_dict(bad).normalized()

@@ -13,12 +13,20 @@ def test_round_trip(tmp_path):
     with Store(tmp_path / "s.db") as st:
         st.begin_run(rid, spec.normalized().to_dict(), sweep="sw")
         for e in range(3):
-            st.append_epoch(rid, {"epoch": e, "step": 10 * e, "train_acc": e / 3,
-                                  "test_acc": 0.1, "lr": 0.01, "seconds": 1.0,
-                                  "changed_acc": 0.5})
+            st.append_epoch(
+                rid,
+                {
+                    "epoch": e,
+                    "step": 10 * e,
+                    "train_acc": e / 3,
+                    "test_acc": 0.1,
+                    "lr": 0.01,
+                    "seconds": 1.0,
+                    "changed_acc": 0.5,
+                },
+            )
         st.append_epoch(rid, {"epoch": 2, "step": 20, "train_acc": 0.9})  # replaces
-        st.finish(rid, "finished", {"epochs": 2, "train_acc": 0.9, "params": 123,
-                                    "custom": [1, 2]})
+        st.finish(rid, "finished", {"epochs": 2, "train_acc": 0.9, "params": 123, "custom": [1, 2]})
     with Store(tmp_path / "s.db", readonly=True) as st:
         (run,) = st.runs()
         assert run["status"] == "finished" and run["spec"]["seed"] == 0

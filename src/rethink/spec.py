@@ -194,8 +194,9 @@ def _set(spec: RunSpec, section: str | None, name: str, value: Any) -> RunSpec:
         return replace(spec, seed=_coerce("seed", int, value))
     sec_obj = getattr(spec, section)
     ftype = {f.name: f.type for f in fields(sec_obj)}[name]
-    return replace(spec, **{section: replace(sec_obj, **{name: _coerce(f"{section}.{name}",
-                                                                          ftype, value)})})
+    return replace(
+        spec, **{section: replace(sec_obj, **{name: _coerce(f"{section}.{name}", ftype, value)})}
+    )
 
 
 def _coerce(key: str, ftype: Any, value: Any) -> Any:

@@ -32,11 +32,30 @@ from rethink.errors import RethinkError
 STATUSES = ("running", "finished", "diverged", "failed", "interrupted")
 DONE = ("finished", "diverged")  # a run in one of these is never run again
 
-EPOCH_COLUMNS = ("epoch", "step", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
-                 "seconds")
-RESULT_COLUMNS = ("status", "epochs", "epochs_to_fit", "steps_to_fit", "train_acc", "test_acc",
-                  "best_test_acc", "best_test_epoch", "train_loss", "test_loss", "params",
-                  "seconds")
+EPOCH_COLUMNS = (
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "seconds",
+)
+RESULT_COLUMNS = (
+    "status",
+    "epochs",
+    "epochs_to_fit",
+    "steps_to_fit",
+    "train_acc",
+    "test_acc",
+    "best_test_acc",
+    "best_test_epoch",
+    "train_loss",
+    "test_loss",
+    "params",
+    "seconds",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,8 +83,12 @@ def versions() -> dict[str, str]:
 
     from rethink import __version__
 
-    return {"rethink": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "python": platform.python_version()}
+    return {
+        "rethink": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 class Store:
@@ -76,8 +99,9 @@ class Store:
         self.readonly = readonly
         if readonly:
             if not self.path.is_file():
-                raise RethinkError(f"no store at {self.path}; run something first or give "
-                                   "the right --store path.")
+                raise RethinkError(
+                    f"no store at {self.path}; run something first or give the right --store path."
+                )
             uri = f"file:{self.path.resolve()}?mode=ro"
             self._db = _connect(uri, uri=True)
             _check_schema(self._db, self.path)
@@ -92,8 +116,7 @@ class Store:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 with self._tx() as db:
                     db.executescript(_SCHEMA)
-                    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)",
-                               (SCHEMA_VERSION,))
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
             except sqlite3.DatabaseError as err:
                 raise RethinkError(f"{self.path} is not a rethink store ({err}).") from None
             _check_schema(self._db, self.path)
@@ -123,8 +146,14 @@ class Store:
             yield self._db
 
     # ---- writing ------------------------------------------------------------------------
-    def begin_run(self, run_id: str, spec: dict[str, Any], *, sweep: str | None = None,
-                  label: str | None = None) -> None:
+    def begin_run(
+        self,
+        run_id: str,
+        spec: dict[str, Any],
+        *,
+        sweep: str | None = None,
+        label: str | None = None,
+    ) -> None:
         """Record the spec (first time) and mark the run running; keeps existing epochs."""
         now = time.time()
         with self._tx() as db:
@@ -134,8 +163,17 @@ class Store:
                 "ON CONFLICT(run_id) DO UPDATE SET status='running', started=excluded.started,"
                 " host=excluded.host, versions=excluded.versions, error=NULL, finished=NULL,"
                 " sweep=COALESCE(excluded.sweep, runs.sweep)",
-                (run_id, json.dumps(spec, sort_keys=True), now, now, socket.gethostname(),
-                 json.dumps(versions()), sweep, label))
+                (
+                    run_id,
+                    json.dumps(spec, sort_keys=True),
+                    now,
+                    now,
+                    socket.gethostname(),
+                    json.dumps(versions()),
+                    sweep,
+                    label,
+                ),
+            )
             db.execute("DELETE FROM results WHERE run_id = ?", (run_id,))
 
     def append_epoch(self, run_id: str, record: dict[str, Any]) -> None:
@@ -146,21 +184,29 @@ class Store:
             db.execute(
                 f"INSERT OR REPLACE INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)}, extra) "
                 f"VALUES (?, {', '.join('?' * len(EPOCH_COLUMNS))}, ?)",
-                (run_id, *known.values(), json.dumps(extra, sort_keys=True)))
+                (run_id, *known.values(), json.dumps(extra, sort_keys=True)),
+            )
 
     def truncate_epochs(self, run_id: str, after_epoch: int) -> None:
         """Forget epochs after `after_epoch` (they will be recomputed from a checkpoint)."""
         with self._tx() as db:
             db.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, after_epoch))
 
-    def finish(self, run_id: str, status: str, result: dict[str, Any] | None = None,
-               error: str | None = None) -> None:
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         """Close a run with its final status and, if given, its result row."""
         if status not in STATUSES:
             raise ValueError(f"bad status {status}")
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?",
-                       (status, time.time(), error, run_id))
+            db.execute(
+                "UPDATE runs SET status = ?, finished = ?, error = ? WHERE run_id = ?",
+                (status, time.time(), error, run_id),
+            )
             if result is not None:
                 known = {k: result.get(k) for k in RESULT_COLUMNS}
                 known["status"] = status
@@ -168,7 +214,8 @@ class Store:
                 db.execute(
                     f"INSERT OR REPLACE INTO results (run_id, {', '.join(RESULT_COLUMNS)}, "
                     f"extra) VALUES (?, {', '.join('?' * len(RESULT_COLUMNS))}, ?)",
-                    (run_id, *known.values(), json.dumps(extra, sort_keys=True)))
+                    (run_id, *known.values(), json.dumps(extra, sort_keys=True)),
+                )
 
     # ---- reading ------------------------------------------------------------------------
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -197,8 +244,9 @@ class Store:
         return out
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch",
-                                (run_id,)).fetchall()
+        rows = self._db.execute(
+            "SELECT * FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        ).fetchall()
         return [_with_extra(r) for r in rows]
 
     def all_epochs(self) -> list[dict[str, Any]]:
@@ -210,8 +258,9 @@ class Store:
         return [_with_extra(r) for r in rows]
 
     def last_epoch(self, run_id: str) -> int | None:
-        row = self._db.execute("SELECT MAX(epoch) FROM epochs WHERE run_id = ?",
-                               (run_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT MAX(epoch) FROM epochs WHERE run_id = ?", (run_id,)
+        ).fetchone()
         return row[0]
 
     def export_csv(self, out_dir: str | os.PathLike) -> list[Path]:
@@ -224,8 +273,11 @@ class Store:
             flat.update(_flatten_spec(r["spec"]))
             runs.append(flat)
         written = []
-        for name, rows in (("runs", runs), ("epochs", self.all_epochs()),
-                           ("results", self.results())):
+        for name, rows in (
+            ("runs", runs),
+            ("epochs", self.all_epochs()),
+            ("results", self.results()),
+        ):
             path = out / f"{name}.csv"
             cols: list[str] = []
             for row in rows:
