@@ -1,0 +1,34 @@
+"""rethink's model zoo: every model is built by name for a dataset's input shape and classes.
+
+    >>> from rethink import models
+    >>> net = models.build("alexnet-small", input_shape=(3, 28, 28), num_classes=10, seed=0)
+    >>> models.count_params(net)
+    1387786
+    >>> models.default_lr("inception-small")
+    0.1
+
+Names: `mlp-<D>x<W>` (e.g. mlp-1x512, mlp-3x512), `alexnet-small`, `inception-small`,
+`inception-small-nobn`, `resnet18` and `resnet18-k<K>`. `names()` lists them, `describe()`
+gives each one's parameter count for an input shape. See docs/models.md.
+"""
+
+from rethink.models import alexnet, inception, mlp, resnet  # noqa: F401  (they register)
+from rethink.models._layers import LocalResponseNorm
+from rethink.models._registry import (
+    build,
+    count_params,
+    default_lr,
+    describe,
+    names,
+    register_model,
+)
+
+__all__ = [
+    "LocalResponseNorm",
+    "build",
+    "count_params",
+    "default_lr",
+    "describe",
+    "names",
+    "register_model",
+]

@@ -1,0 +1,212 @@
+"""The model zoo: every registered model on every dataset shape, the paper's exact parameter
+counts, errors for bad names and inputs, LRN against independent references, `rethink models`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from rethink import models
+from rethink.cli import main
+from rethink.errors import RethinkError
+
+# Every concrete model `describe` lists, plus members of the pattern families.
+MODELS = [r["name"] for r in models.describe()] + ["mlp-2x64", "resnet18-k1"]
+# (input shape, classes) of every dataset rethink has: digits, (Fashion-)MNIST, MNIST-1D,
+# the paper's CIFAR crop and CIFAR-100 at full size.
+SHAPES = [((1, 8, 8), 10), ((1, 28, 28), 10), ((1, 1, 40), 10), ((3, 28, 28), 10),
+          ((3, 32, 32), 100)]  # fmt: skip
+
+PAPER_COUNTS = {
+    "inception-small": 1_649_402,
+    "inception-small-nobn": 1_649_402,
+    "alexnet-small": 1_387_786,
+    "mlp-3x512": 1_735_178,
+    "mlp-1x512": 1_209_866,
+}
+
+
+@pytest.mark.parametrize("name,count", PAPER_COUNTS.items())
+def test_paper_parameter_counts_are_exact(name, count):
+    assert models.count_params(models.build(name, (3, 28, 28), 10)) == count
+
+
+def test_pattern_counts_follow_their_formula():
+    d, w, n_in, k = 2, 1024, 1 * 28 * 28, 10
+    expected = n_in * w + w + (d - 1) * (w * w + w) + w * k + k
+    assert models.count_params(models.build(f"mlp-{d}x{w}", (1, 28, 28), k)) == expected
+    # The widely quoted count of the CIFAR pre-activation ResNet-18 (kuangliu/pytorch-cifar).
+    assert models.count_params(models.build("resnet18", (3, 32, 32), 10)) == 11_171_146
+    assert models.count_params(models.build("resnet18-k64", (3, 32, 32), 10)) == 11_171_146
+    # Counted by hand (docs/models.md): 2724 k^2 conv weights, 9 C k stem, 2 * 53 k BatchNorm
+    # scale/shift, 8 k K + K linear.
+    for k, c, classes in ((1, 3, 10), (5, 1, 100), (12, 3, 10)):
+        expected = 2724 * k * k + 9 * c * k + 106 * k + 8 * k * classes + classes
+        net = models.build(f"resnet18-k{k}", (c, 8, 8), classes)
+        assert models.count_params(net) == expected
+
+
+@pytest.mark.parametrize("shape,classes", SHAPES, ids=lambda v: "x".join(map(str, v))
+                         if isinstance(v, tuple) else str(v))  # fmt: skip
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_backward_on_every_dataset_shape(name, shape, classes):
+    gen = torch.Generator().manual_seed(0)
+    net = models.build(name, shape, classes, seed=1)
+    x = torch.randn(4, *shape, generator=gen)
+    y = torch.randint(0, classes, (4,), generator=gen)
+    logits = net(x)
+    assert logits.shape == (4, classes)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    assert torch.isfinite(loss)
+    loss.backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+    # Eval mode (BatchNorm running statistics) works on a single example too.
+    net.eval()
+    with torch.no_grad():
+        assert torch.isfinite(net(x[:1])).all()
+
+
+@pytest.mark.parametrize("name", ["mlp-3x512", "alexnet-small", "inception-small", "resnet18-k2"])
+def test_dropout_is_absent_at_zero_and_active_when_asked(name):
+    plain = models.build(name, (3, 28, 28), 10, seed=0)
+    dropped = models.build(name, (3, 28, 28), 10, dropout=0.5, seed=0)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.Dropout) for m in dropped.modules())
+    # Same parameters under the same names: a checkpoint moves between the two.
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(8, 3, 28, 28, generator=torch.Generator().manual_seed(0))
+    plain.eval(), dropped.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), dropped(x))
+        dropped.train()
+        assert not torch.allclose(plain(x), dropped(x))
+
+
+def test_seed_is_reproducible_and_leaves_the_global_rng_alone():
+    state = torch.random.get_rng_state()
+    a = models.build("alexnet-small", seed=3).state_dict()
+    b = models.build("alexnet-small", seed=3).state_dict()
+    c = models.build("alexnet-small", seed=4).state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["conv1.weight"], c["conv1.weight"])
+
+
+def test_default_lr_is_the_papers():
+    assert models.default_lr("inception-small") == 0.1
+    assert models.default_lr("inception-small-nobn") == 0.1
+    for name in ("alexnet-small", "mlp-1x512", "mlp-3x512", "mlp-7x33", "resnet18-k5"):
+        assert models.default_lr(name) == 0.01
+
+
+def test_names_lists_models_and_patterns():
+    got = models.names()
+    for name in ("mlp-<D>x<W>", "alexnet-small", "inception-small", "inception-small-nobn",
+                 "resnet18", "resnet18-k<K>"):  # fmt: skip
+        assert name in got
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: models.build("vgg16"),
+        lambda: models.build("mlp-3x"),
+        lambda: models.default_lr("alexnet"),
+        lambda: models.build("mlp-0x512"),
+        lambda: models.build("mlp-1x0"),
+        lambda: models.build("resnet18-k0"),
+        lambda: models.build("alexnet-small", (3, 0, 28)),
+        lambda: models.build("alexnet-small", (28, 28)),
+        lambda: models.build("alexnet-small", (3, 28.5, 28)),
+        lambda: models.build("alexnet-small", "3x28x28"),
+        lambda: models.build("alexnet-small", num_classes=1),
+        lambda: models.build("alexnet-small", num_classes=10.0),
+        lambda: models.build("alexnet-small", dropout=1.0),
+        lambda: models.build("alexnet-small", dropout=-0.1),
+    ],
+)
+def test_bad_input_is_one_sentence(call):
+    with pytest.raises(RethinkError) as info:
+        call()
+    msg = str(info.value)
+    assert msg.endswith(".") and "\n" not in msg
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(RethinkError, match="unknown model 'vgg16'") as info:
+        models.build("vgg16")
+    for name in models.names():
+        assert name in str(info.value)
+
+
+def _tf_lrn(x, depth_radius, bias, alpha, beta):
+    # tf.nn.local_response_normalization, written from its documented formula, NHWC loops.
+    x = x.transpose(0, 2, 3, 1).astype(np.float64)
+    out = np.empty_like(x)
+    c = x.shape[-1]
+    for d in range(c):
+        lo, hi = max(0, d - depth_radius), min(c, d + depth_radius + 1)
+        sqr_sum = (x[..., lo:hi] ** 2).sum(-1)
+        out[..., d] = x[..., d] / (bias + alpha * sqr_sum) ** beta
+    return out.transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("channels,radius", [(64, 4), (5, 4), (12, 2)])
+def test_lrn_matches_tensorflow_formula_and_torch(channels, radius):
+    gen = torch.Generator().manual_seed(0)
+    x = 3 * torch.randn(2, channels, 5, 4, generator=gen, dtype=torch.float64)
+    lrn = models.LocalResponseNorm(channels, radius, bias=1.0, alpha=0.001 / 9, beta=0.75)
+    lrn = lrn.double()
+    ref = _tf_lrn(x.numpy(), radius, 1.0, 0.001 / 9, 0.75)
+    np.testing.assert_allclose(lrn(x).numpy(), ref, rtol=1e-12)
+    size = 2 * radius + 1
+    theirs = torch.nn.LocalResponseNorm(size, alpha=0.001 / 9 * size, beta=0.75, k=1.0)
+    torch.testing.assert_close(lrn(x), theirs(x))
+    # Gradients agree with torch's (independently implemented) LRN as well.
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    w = torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    (lrn(xa) * w).sum().backward()
+    (theirs(xb) * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+
+
+def test_lrn_band_is_not_in_state_dict():
+    net = models.build("alexnet-small")
+    assert not any("band" in k for k in net.state_dict())
+
+
+def _cli(args, capsys):
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_models_json(capsys):
+    code, out, _ = _cli(["models", "--json"], capsys)
+    assert code == 0
+    got = {m["name"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
+    for name, count in PAPER_COUNTS.items():
+        assert got[name]["params"] == count
+    assert got["inception-small"]["default_lr"] == 0.1
+    assert got["alexnet-small"]["default_lr"] == 0.01
+    code, out, _ = _cli(["models", "--input-shape", "1,1,40", "--classes", "100", "--json"],
+                        capsys)  # fmt: skip
+    got = {m["name"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
+    assert got["mlp-1x512"]["params"] == 40 * 512 + 512 + 512 * 100 + 100
+
+
+def test_cli_models_table_and_bad_input(capsys):
+    code, out, _ = _cli(["models"], capsys)
+    assert code == 0 and "1,387,786" in out and "inception-small-nobn" in out
+    for bad in (["--input-shape", "3,28"], ["--input-shape", "3,a,28"], ["--classes", "1"]):
+        code, _, err = _cli(["models", *bad], capsys)
+        assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
