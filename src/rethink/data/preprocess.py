@@ -1,0 +1,76 @@
+"""Preprocessing, chosen per run by name and recorded with it.
+
+- "unit": pixels / 255, nothing else.
+- "standardize" (default): / 255, then per-channel (x - mean_c) / std_c with the training
+  set's statistics, applied to both splits.
+- "paper" (Zhang et al., Appendix A): / 255, centre crop to 28x28 when the images are larger
+  than 28, then per-image whitening (x - mean(x)) / max(std(x), 1/sqrt(N)), N = C*H*W.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rethink.errors import RethinkError
+
+PREPROCESS = ("standardize", "paper", "unit")
+PAPER_CROP = 28
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
+    return x.to(torch.float32).div_(255.0)
+
+
+def center_crop(x: torch.Tensor, size: int = PAPER_CROP) -> torch.Tensor:
+    """Centre crop of (N, C, H, W) to at most size x size (sides <= size are kept)."""
+    h, w = x.shape[-2:]
+    ch, cw = min(h, size), min(w, size)
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return x[..., top : top + ch, left : left + cw]
+
+
+def whiten_per_image(x: torch.Tensor) -> torch.Tensor:
+    """Per-image whitening as in tf.image.per_image_standardization: (x - mean) /
+    max(std, 1/sqrt(N)) over each image's N = C*H*W values (population std)."""
+    flat = x.reshape(len(x), -1)
+    mean = flat.mean(1, keepdim=True)
+    std = flat.std(1, unbiased=False, keepdim=True)
+    floor = 1.0 / flat.shape[1] ** 0.5
+    return ((flat - mean) / std.clamp_min(floor)).reshape(x.shape)
+
+
+def standardize(
+    x_train: torch.Tensor, x_test: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Per-channel standardization with training-set statistics (a zero std is left as 1)."""
+    c = x_train.shape[1]
+    flat = x_train.transpose(0, 1).reshape(c, -1).to(torch.float64)
+    mean, std = flat.mean(1), flat.std(1, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    m = mean.to(torch.float32).view(1, c, 1, 1)
+    s = std.to(torch.float32).view(1, c, 1, 1)
+    stats = {"mean": mean.tolist(), "std": std.tolist()}
+    return (x_train - m) / s, (x_test - m) / s, stats
+
+
+def preprocess(
+    x_train: torch.Tensor, x_test: torch.Tensor, kind: str
+) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Apply preprocessing `kind` to float32 images already in [0, 1] (the corruption may
+    have happened in between). Returns (x_train, x_test, record of what was done)."""
+    if kind not in PREPROCESS:
+        raise RethinkError(
+            f"unknown preprocessing {kind!r}; choose one of {', '.join(PREPROCESS)}."
+        )
+    record: dict = {"name": kind, "scale": "1/255"}
+    if kind == "unit":
+        return x_train, x_test, record
+    if kind == "standardize":
+        xtr, xte, record["channel_stats"] = standardize(x_train, x_test)
+        return xtr, xte, record
+    shape = tuple(x_train.shape[-2:])
+    xtr, xte = center_crop(x_train), center_crop(x_test)
+    record["crop"] = None if tuple(xtr.shape[-2:]) == shape else list(xtr.shape[-2:])
+    record["whitening"] = "per-image, floor 1/sqrt(C*H*W)"
+    return whiten_per_image(xtr.contiguous()), whiten_per_image(xte.contiguous()), record
