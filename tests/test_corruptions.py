@@ -167,7 +167,9 @@ def test_same_seed_same_result_other_seed_other_result(kind):
     if kind == "none":
         assert not a.changed.any() and a.realized_fraction == 0.0
     else:
-        differs = [not torch.equal(getattr(a, n), getattr(other, n)) for n in ("x_train", "y_train")]
+        differs = [
+            not torch.equal(getattr(a, n), getattr(other, n)) for n in ("x_train", "y_train")
+        ]
         assert any(differs)
         assert a.realized_fraction == float(a.changed.float().mean()) > 0
 

@@ -3,7 +3,7 @@
 Read either from the extracted folder (`cifar-10-batches-py/`: data_batch_1..5, test_batch,
 batches.meta; `cifar-100-python/`: train, test, meta, fine labels) or straight from the
 official `.tar.gz` archive, without extracting it. The pickles are read with an unpickler
-that only admits numpy arrays, so a hostile file cannot run code.
+that only admits numpy arrays (and byte strings), so a hostile file cannot run code.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ _ALLOWED = {
     ("numpy._core.multiarray", "scalar"),
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
 }
 
 

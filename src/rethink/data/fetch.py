@@ -9,6 +9,7 @@ holds a half-written or unverified file. The base URL can be replaced by `RETHIN
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -135,10 +136,9 @@ def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[dict]:
         return [{"path": f"({e.kind}: nothing to verify)", "official": None}]
     found = locate(name, data_dir)
     if found is None:
-        raise RethinkError(
-            f"{e.label} was not found (looked in {_paths.searched_text(name, data_dir)}); "
-            f"{e.how_to_get}."
-        )
+        from rethink.data.registry import _not_found
+
+        raise RethinkError(_not_found(e, data_dir))
     path = found[1]
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     if name in ("mnist", "fashion-mnist"):
@@ -226,7 +226,7 @@ def fetch(name: str, *, progress: bool = True, force: bool = False) -> list[Path
             try:
                 _download(base + fname, dest, md5, progress)
                 break
-            except (urllib.error.URLError, OSError, ValueError) as err:
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
                 errors.append(f"{base + fname}: {getattr(err, 'reason', err)}")
         else:
             raise RethinkError(

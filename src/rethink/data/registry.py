@@ -16,7 +16,7 @@ import torch
 from rethink.data import _paths
 from rethink.data.cifar import find_cifar, load_cifar
 from rethink.data.dataset import Dataset, subset
-from rethink.data.idx import find_idx_files, load_idx_folder
+from rethink.data.idx import IDX_FILES, find_idx_files, load_idx_folder
 from rethink.data.imagefolder import load_imagefolder
 from rethink.errors import RethinkError
 
@@ -140,6 +140,23 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> tuple[str, P
     return None
 
 
+def _not_found(e: Entry, data_dir: str | os.PathLike | None) -> str:
+    """One sentence: where rethink looked, what was incomplete, and how to get the data."""
+    if e.read is load_idx_folder:
+        for _, folder in _paths.candidates(e.name, data_dir):
+            have = [s for s in IDX_FILES.values() if any(folder.glob(s + "*"))]
+            if have and len(have) < len(IDX_FILES):
+                lacking = [s for s in IDX_FILES.values() if s not in have]
+                return (
+                    f"{e.label} in {folder} is incomplete: {', '.join(lacking)} (.gz or raw) "
+                    f"is missing; {e.how_to_get}."
+                )
+    return (
+        f"{e.label} was not found (looked in {_paths.searched_text(e.name, data_dir)}); "
+        f"{e.how_to_get}."
+    )
+
+
 def _parse_imagefolder(name: str) -> tuple[Path, int | None]:
     spec = name[len("imagefolder:") :]
     size = None
@@ -174,10 +191,7 @@ def load(
         e = entry(name)
         found = locate(name, data_dir) if e.kind == "files" else (e.kind, None)
         if found is None:
-            raise RethinkError(
-                f"{e.label} was not found (looked in {_paths.searched_text(name, data_dir)}); "
-                f"{e.how_to_get}."
-            )
+            raise RethinkError(_not_found(e, data_dir))
     key = (name, str(found[1]), train_size, subset_seed)
     if key in _CACHE:
         return _CACHE[key]
