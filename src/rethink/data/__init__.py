@@ -9,7 +9,7 @@ as `imagefolder:PATH[@SIZE]`.
 
 from rethink.data._paths import cache_dir
 from rethink.data.dataset import Dataset, stratified_indices, subset
-from rethink.data.fetch import SOURCES, fetch, verify
+from rethink.data.download import SOURCES, fetch, verify
 from rethink.data.imagefolder import load_imagefolder
 from rethink.data.prepare import Prepared, prepare
 from rethink.data.preprocess import PREPROCESS, preprocess

@@ -206,7 +206,7 @@ def load(
 
 
 def _build(name: str, e: Entry | None, found: tuple[str, Path | None]) -> Dataset:
-    from rethink.data.fetch import file_record
+    from rethink.data.download import file_record
 
     how, path = found
     if e is None:  # imagefolder:PATH[@SIZE]
