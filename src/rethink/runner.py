@@ -18,7 +18,8 @@ result, or as failed / interrupted.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,11 +104,34 @@ def execute(
     on_checkpoint: OnCheckpoint | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train one run, no store. Returns the result dict (see rethink.train.fit) plus run_id,
     params, device and the corruption's realized fraction. `resume` is a state given
-    earlier to on_checkpoint (it must belong to the same run_id)."""
+    earlier to on_checkpoint (it must belong to the same run_id). `threads` sets torch's
+    intra-op CPU threads for this call (None: leave as is); it is not part of the spec."""
     job = spec if isinstance(spec, Job) else setup(spec, data_dir=data_dir, device=device)
+    with cpu_threads(threads):
+        return _execute(job, resume, on_epoch, on_checkpoint, should_stop, progress)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` intra-op CPU threads, then restore the previous count."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute(job, resume, on_epoch, on_checkpoint, should_stop, progress) -> dict[str, Any]:
     if resume is not None and resume.get("run_id", job.run_id) != job.run_id:
         raise RethinkError("the checkpoint to resume from belongs to another run.")
 
@@ -143,10 +167,13 @@ def run(
     sweep: str | None = None,
     progress: Progress | None = None,
     on_epoch: OnEpoch | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run `spec` into `store`, resuming or skipping as needed; returns the result dict
     (with "skipped": True when the store already held a finished or diverged result)."""
     spec = spec.normalized()
+    if threads is not None and threads < 1:
+        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
     run_id = spec.run_id()
     done = _stored_result(store, run_id)
     if done is not None:
@@ -154,7 +181,8 @@ def run(
     job = setup(spec, data_dir=data_dir, device=device)  # every check before the first write
     st = store if isinstance(store, Store) else Store(store)
     try:
-        return _run_job(job, st, sweep, progress, on_epoch)
+        with cpu_threads(threads):
+            return _run_job(job, st, sweep, progress, on_epoch)
     finally:
         if st is not store:
             st.close()

@@ -1,0 +1,358 @@
+"""`rethink run`, `rethink runs` and `rethink demo`: one run into a store, list a store, and
+the README's main job (Fig. 1a in miniature)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rethink.cli import app
+from rethink.errors import RethinkError
+
+# Friendly names accepted for --corruption, beside the spec's own (none, random-labels, ...).
+_CORRUPTION_ALIASES = {
+    "true": "none",
+    "true-labels": "none",
+    "random": "random-labels",
+    "partial": "partial-labels",
+}
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The TOML file at `path` as a dict (sections data/corruption/model/train, or short keys)."""
+    import tomllib
+
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise RethinkError(f"the config file {path} does not exist.") from None
+    except OSError as err:
+        raise RethinkError(f"cannot read the config file {path} ({err.strerror}).") from None
+    try:
+        return tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise RethinkError(f"{path} is not valid TOML ({err}).") from None
+
+
+def build_spec(config: Path | None, flags: dict[str, Any]):
+    """RunSpec from an optional TOML file, then the CLI flags that were given (not None)."""
+    from rethink.spec import RunSpec
+
+    spec = RunSpec.from_dict(read_config(config)) if config is not None else RunSpec()
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "labels" in given:
+        given["labels"] = _CORRUPTION_ALIASES.get(given["labels"], given["labels"])
+    spec = spec.override(given)
+    return spec.normalized()
+
+
+@app.command("run")
+def run_command(
+    dataset: str = typer.Option(None, "--dataset", help="Dataset name (rethink data list)."),
+    model: str = typer.Option(None, "--model", help="Model name (rethink models)."),
+    corruption: str = typer.Option(
+        None,
+        "--corruption",
+        help="none | partial-labels | random-labels | shuffled-pixels | random-pixels | gaussian.",
+    ),
+    corrupt_prob: float = typer.Option(None, "--corrupt-prob", help="partial-labels: p."),
+    train_size: int = typer.Option(None, "--train-size", help="Stratified training subset."),
+    preprocess: str = typer.Option(None, "--preprocess", help="standardize | paper | unit."),
+    corrupt_test: bool = typer.Option(
+        None, "--corrupt-test/--no-corrupt-test", help="Corrupt the test split too."
+    ),
+    lr: float = typer.Option(None, "--lr", help="Learning rate (default: the model's paper lr)."),
+    schedule: str = typer.Option(
+        None, "--schedule", help="constant | paper (x0.95/epoch) | exponential | step | cosine."
+    ),
+    lr_decay: float = typer.Option(None, "--lr-decay", help="paper/exponential: x per epoch."),
+    momentum: float = typer.Option(None, "--momentum", help="SGD momentum (default 0.9)."),
+    weight_decay: float = typer.Option(None, "--weight-decay", help="L2 penalty (default 0)."),
+    augment: str = typer.Option(None, "--augment", help="none | crop | flip | crop+flip."),
+    dropout: float = typer.Option(None, "--dropout", help="Dropout probability (default 0)."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Examples per step (default 128)."),
+    max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
+    until_fit: bool = typer.Option(
+        None, "--until-fit/--no-until-fit", help="Stop once the training set is 100% fit."
+    ),
+    fit_loss: float = typer.Option(None, "--fit-loss", help="...or its loss is below this."),
+    checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Epochs (default 5)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of init, order, corruption (default 0)."),
+    config: str = typer.Option(None, "--config", help="A TOML spec; flags override it."),
+    store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Where dataset files are found."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Train one model on one (possibly corrupted) dataset and record it in the store.
+
+    Running the same spec again resumes it from its last checkpoint, or, if it finished,
+    prints the stored result without training."""
+    from rethink import runner
+
+    flags = {
+        "dataset": dataset,
+        "model.name": model,
+        "labels": corruption,
+        "corrupt_prob": corrupt_prob,
+        "train_size": train_size,
+        "preprocess": preprocess,
+        "corrupt_test": corrupt_test,
+        "lr": lr,
+        "schedule": schedule,
+        "lr_decay_per_epoch": lr_decay,
+        "momentum": momentum,
+        "weight_decay": weight_decay,
+        "augment": augment,
+        "dropout": dropout,
+        "batch_size": batch_size,
+        "max_epochs": max_epochs,
+        "until_fit": until_fit,
+        "fit_loss": fit_loss,
+        "checkpoint_every": checkpoint_every,
+        "seed": seed,
+    }
+    spec = build_spec(Path(config) if config else None, flags)
+    out = _Output(spec.train.max_epochs, quiet_stdout=as_json)
+    out.say(f"run {spec.run_id()}: {spec.describe()}, store {store}")
+    with out:
+        result = runner.run(
+            spec,
+            store=store,
+            data_dir=data_dir,
+            device=device,
+            progress=out.progress,
+            on_epoch=out.epoch,
+            threads=threads,
+        )
+    if result.get("skipped"):
+        out.say(f"run {spec.run_id()} already {result['status']} in {store}; not run again.")
+    out.summary([(spec.describe(), result)])
+    if as_json:
+        print(json.dumps(json_result(result, spec.run_id())))
+
+
+_JSON_KEYS = (
+    "status",
+    "epochs",
+    "epochs_to_fit",
+    "steps_to_fit",
+    "train_acc",
+    "test_acc",
+    "best_test_acc",
+    "train_loss",
+    "test_loss",
+    "params",
+    "seconds",
+)
+
+
+def json_result(result: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The --json object of one run: run_id and the result's main keys (NaN -> null)."""
+    out: dict[str, Any] = {"run_id": run_id}
+    for k in _JSON_KEYS:
+        v = result.get(k)
+        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
+    for k in ("changed_acc", "unchanged_acc", "diverged_epoch", "skipped"):
+        if result.get(k) is not None:
+            out[k] = result[k]
+    return out
+
+
+class _Output:
+    """People's output: a rich progress bar per epoch on a terminal, plain lines otherwise.
+    With --json the human lines go to stderr so stdout ends with the JSON object."""
+
+    def __init__(self, max_epochs: int, *, quiet_stdout: bool = False) -> None:
+        from rich.console import Console
+
+        self.stream = sys.stderr if quiet_stdout else sys.stdout
+        self.console = Console(file=self.stream, highlight=False)
+        self.live = self.console.is_terminal
+        self.max_epochs = max_epochs
+        self._bar = None
+        self._task = None
+        self._last = 0.0
+
+    def __enter__(self) -> _Output:
+        if self.live:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("epoch {task.fields[epoch]}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[last]}"),
+                console=self.console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=1, epoch=0, last="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def say(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    def progress(self, epoch: int, done: int, total: int) -> None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        self._bar.update(
+            self._task, completed=done, total=total, epoch=f"{epoch}/{self.max_epochs}"
+        )
+
+    def epoch(self, rec: dict[str, Any]) -> None:
+        line = format_epoch(rec, self.max_epochs)
+        self.say(line)
+        if self._bar is not None:
+            self._bar.update(self._task, last=f"train acc {100 * rec['train_acc']:.1f}%")
+
+    def summary(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
+        self.console.print(summary_table(rows))
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
+
+
+def format_epoch(rec: dict[str, Any], max_epochs: int) -> str:
+    """One plain line for an epoch record."""
+    extra = ""
+    if "changed_acc" in rec:
+        extra = f"  changed {_pct(rec['changed_acc'])} unchanged {_pct(rec['unchanged_acc'])}"
+    return (
+        f"epoch {rec['epoch']:>3}/{max_epochs}  step {rec['step']:>6}  "
+        f"train loss {rec['train_loss']:.4f} acc {_pct(rec['train_acc'])}  "
+        f"test loss {rec['test_loss']:.4f} acc {_pct(rec['test_acc'])}  "
+        f"lr {rec['lr']:.3g}  {rec['seconds']:.1f}s{extra}"
+    )
+
+
+def summary_table(rows: list[tuple[str, dict[str, Any]]], title: str = "result"):
+    """A rich Table: one row per (label, result)."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col, justify in (
+        ("run", "left"),
+        ("status", "left"),
+        ("epochs", "right"),
+        ("epochs to fit", "right"),
+        ("steps to fit", "right"),
+        ("train acc", "right"),
+        ("test acc", "right"),
+        ("best test acc", "right"),
+        ("seconds", "right"),
+    ):
+        table.add_column(col, justify=justify)
+    for label, r in rows:
+        fit = r.get("epochs_to_fit")
+        table.add_row(
+            label,
+            str(r.get("status")),
+            str(r.get("epochs")),
+            "never" if fit is None else str(fit),
+            "-" if r.get("steps_to_fit") is None else str(r["steps_to_fit"]),
+            _pct(r.get("train_acc")),
+            _pct(r.get("test_acc")),
+            _pct(r.get("best_test_acc")),
+            "-" if r.get("seconds") is None else f"{r['seconds']:.1f}",
+        )
+    return table
+
+
+@app.command("runs")
+def runs_command(
+    store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
+    csv: str = typer.Option(None, "--csv", help="Also write runs/epochs/results CSV here."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """List the runs in a store (and export them to CSV)."""
+    from rethink.spec import RunSpec
+    from rethink.store import Store
+
+    with Store(store, readonly=True) as st:
+        runs = st.runs()
+        written = st.export_csv(csv) if csv is not None else []
+    rows = []
+    for r in runs:
+        try:
+            label = RunSpec.from_dict(r["spec"]).describe()
+        except RethinkError:
+            label = r.get("label") or "?"
+        rows.append((label, r))
+    if as_json:
+        keep = ("run_id", "status", "sweep", "label", "error")
+        items = [
+            {**{k: r.get(k) for k in keep}, "spec": r["spec"], "result": r["result"]} for r in runs
+        ]
+        print(json.dumps({"store": str(store), "runs": items, "csv": [str(p) for p in written]}))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    table = summary_table(
+        [
+            (f"{r['run_id']}  {label}", {**(r["result"] or {}), "status": r["status"]})
+            for label, r in rows
+        ],
+        title=f"{len(runs)} runs in {store}",
+    )
+    console.print(table)
+    for r in runs:
+        if r.get("error"):
+            console.print(f"{r['run_id']} {r['status']}: {r['error']}", markup=False)
+    for p in written:
+        console.print(f"wrote {p}", markup=False)
+
+
+@app.command("demo")
+def demo_command(
+    out: str = typer.Option("demo", "--out", help="Folder for runs.db and fig1a.png."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    data_dir: str = typer.Option(None, "--data-dir", help="Where dataset files are found."),
+    seed: int = typer.Option(0, "--seed", help="Seed of all five runs."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """Fig. 1a in miniature: true labels, random labels, shuffled pixels, random pixels and
+    Gaussian inputs on mnist-5k, each trained until it fits (about a minute on 2 CPU cores).
+    Writes OUT/runs.db and OUT/fig1a.png and prints epochs-to-fit and accuracies."""
+    from rethink.demo import run_demo
+
+    console_out = _Output(0, quiet_stdout=as_json)
+
+    def announce(label: str, spec) -> None:
+        console_out.max_epochs = spec.train.max_epochs
+        console_out.say(f"{label}: run {spec.run_id()} ({spec.describe()})")
+
+    with console_out:
+        summary = run_demo(
+            out,
+            device=device,
+            data_dir=data_dir,
+            seed=seed,
+            announce=announce,
+            progress=console_out.progress,
+            threads=threads,
+        )
+    rows = [(r["setting"], r) for r in summary["runs"]]
+    console_out.console.print(summary_table(rows, title="Fig. 1a in miniature (mnist-5k)"))
+    console_out.say(f"store: {summary['store']}  figure: {summary['figure']}")
+    if as_json:
+        runs = [{"setting": r["setting"], **json_result(r, r["run_id"])} for r in summary["runs"]]
+        print(json.dumps({"store": summary["store"], "figure": summary["figure"], "runs": runs}))
