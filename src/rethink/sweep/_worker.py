@@ -1,0 +1,98 @@
+"""What runs inside a worker (the driver's own process, a local process or a Ray task).
+
+A worker computes one run with `execute` and reports everything back as messages; it never
+opens the store. Messages are tuples:
+    ("start", run_id, pid)            the run began in process pid
+    ("epoch", run_id, record)         one finished epoch's metrics (dict)
+    ("ckpt", run_id, epoch, bytes)    a checkpoint: torch.save(state) bytes, the same file
+                                      format as `rethink run` writes (state["epoch"])
+    ("done", run_id, result)          the result dict (status 'finished' or 'diverged')
+    ("error", run_id, message)        the run failed; message is one line
+Checkpoints travel as bytes so they need no shared file system or shared memory.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Send = Callable[[tuple], None]
+DEFAULT_EXECUTE = "rethink.runner:execute"
+
+
+def resolve_execute(path: str) -> Callable[..., dict]:
+    """'package.module:function' -> the function."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_checkpoint(blob: bytes | str | os.PathLike | None) -> dict | None:
+    """A checkpoint (bytes or a file path) -> the state given to on_checkpoint, or None."""
+    if blob is None:
+        return None
+    import torch
+
+    src: Any = io.BytesIO(blob) if isinstance(blob, bytes) else Path(blob)
+    return torch.load(src, map_location="cpu", weights_only=False)
+
+
+def dump_checkpoint(state: dict) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def run_one(
+    task: tuple[str, dict, bytes | str | None],
+    send: Send,
+    *,
+    execute: str = DEFAULT_EXECUTE,
+    data_dir: str | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+) -> None:
+    """Compute one run and report it through `send`; only KeyboardInterrupt escapes."""
+    from rethink.errors import RethinkError
+    from rethink.spec import RunSpec
+
+    run_id, spec_dict, resume = task
+    send(("start", run_id, os.getpid()))
+    try:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        fn = resolve_execute(execute)
+        state = load_checkpoint(resume)
+        spec = RunSpec.from_dict(spec_dict)
+
+        def on_epoch(record: dict) -> None:
+            send(("epoch", run_id, dict(record)))
+
+        def on_checkpoint(epoch: int, state: dict) -> None:
+            send(("ckpt", run_id, int(epoch), dump_checkpoint(state)))
+
+        result = fn(
+            spec,
+            data_dir=data_dir,
+            device=device,
+            resume=state,
+            on_epoch=on_epoch,
+            on_checkpoint=on_checkpoint,
+        )
+        send(("done", run_id, dict(result)))
+    except KeyboardInterrupt:
+        raise
+    except RethinkError as err:
+        send(("error", run_id, str(err)))
+    except Exception as err:  # one run's failure is recorded; the sweep goes on
+        last = traceback.extract_tb(err.__traceback__)[-1]
+        where = f" at {Path(last.filename).name}:{last.lineno}"
+        send(("error", run_id, f"{type(err).__name__}: {err}{where}"))
