@@ -171,10 +171,9 @@ class _Output:
     With --json the human lines go to stderr so stdout ends with the JSON object."""
 
     def __init__(self, max_epochs: int, *, quiet_stdout: bool = False) -> None:
-        from rich.console import Console
 
         self.stream = sys.stderr if quiet_stdout else sys.stdout
-        self.console = Console(file=self.stream, highlight=False)
+        self.console = _console(self.stream)
         self.live = self.console.is_terminal
         self.max_epochs = max_epochs
         self._bar = None
@@ -223,6 +222,16 @@ class _Output:
 
     def summary(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
         self.console.print(summary_table(rows))
+
+
+def _console(stream):
+    """A rich Console on `stream`; wide enough for the tables when it is not a terminal."""
+    from rich.console import Console
+
+    console = Console(file=stream, highlight=False)
+    if not console.is_terminal:
+        console = Console(file=stream, highlight=False, width=160)
+    return console
 
 
 def _pct(v: Any) -> str:
@@ -302,9 +311,7 @@ def runs_command(
         ]
         print(json.dumps({"store": str(store), "runs": items, "csv": [str(p) for p in written]}))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    console = _console(sys.stdout)
     table = summary_table(
         [
             (f"{r['run_id']}  {label}", {**(r["result"] or {}), "status": r["status"]})

@@ -1,0 +1,140 @@
+"""`rethink run`, `rethink runs` and `rethink demo` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from rethink.cli import main
+from rethink.store import Store
+
+ARGS = ["--dataset", "digits", "--train-size", "300", "--model", "mlp-1x64", "--threads", "1"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _main(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_run_json_then_skip(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    argv = ["run", *ARGS, "--corruption", "random", "--lr", "0.1", "--max-epochs", "3"]
+    code, out, err = _main([*argv, "--store", db, "--json"], capsys)
+    assert code == 0, err
+    obj = json.loads(out.strip().splitlines()[-1])
+    keys = {"run_id", "status", "epochs", "epochs_to_fit", "train_acc", "test_acc"}
+    keys |= {"best_test_acc", "train_loss", "test_loss", "params", "seconds"}
+    assert keys <= obj.keys()
+    assert obj["status"] == "finished" and obj["epochs"] == 3 and obj["epochs_to_fit"] is None
+    assert "epoch   3/3" in err  # human lines go to stderr under --json
+    code, out2, _ = _main([*argv, "--store", db, "--json"], capsys)
+    again = json.loads(out2.strip().splitlines()[-1])
+    assert code == 0 and again["skipped"] is True and again["test_acc"] == obj["test_acc"]
+    code, out3, _ = _main([*argv, "--store", db], capsys)  # people's output: a table
+    assert code == 0 and "already finished" in out3 and "test acc" in out3
+
+
+def test_flags_override_the_toml_config(tmp_path, capsys):
+    cfg = tmp_path / "spec.toml"
+    cfg.write_text(
+        '[data]\ndataset = "digits"\ntrain_size = 200\n[model]\nname = "mlp-1x32"\n'
+        "[train]\nlr = 0.05\nmax_epochs = 2\nschedule = \"paper\"\n"
+    )
+    db = tmp_path / "r.db"
+    code, out, err = _main(
+        ["run", "--config", str(cfg), "--lr", "0.2", "--store", str(db), "--json"], capsys
+    )
+    assert code == 0, err
+    with Store(db, readonly=True) as st:
+        (row,) = st.runs()
+    assert row["spec"]["train"]["lr"] == 0.2  # the flag wins
+    assert row["spec"]["train"]["schedule"] == "paper" and row["spec"]["data"]["train_size"] == 200
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        (["--model", "no-such-net"], "model"),
+        (["--dataset", "no-such-data"], "dataset"),
+        (["--lr", "-0.1"], "lr"),
+        (["--corruption", "sideways"], "corruption"),
+        (["--dataset", "cifar10", "--data-dir", "EMPTY"], "cifar"),
+        (["--config", "BAD"], "toml"),
+        (["--config", "MISSING"], "does not exist"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys, extra, needle):
+    (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "BAD").write_text("[train\nlr = ")
+    extra = [str(tmp_path / e) if e in ("EMPTY", "BAD", "MISSING") else e for e in extra]
+    db = tmp_path / "r.db"
+    code, out, err = _main(["run", *ARGS, "--max-epochs", "1", *extra, "--store", str(db)], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
+    assert needle in lines[0].lower()
+    assert not db.exists()
+
+
+def test_runs_lists_and_exports(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    for corruption in ("none", "random-labels"):
+        code, _, err = _main(
+            ["run", *ARGS, "--corruption", corruption, "--max-epochs", "1", "--store", db], capsys
+        )
+        assert code == 0, err
+    code, out, _ = _main(["runs", "--store", db, "--json", "--csv", str(tmp_path / "csv")], capsys)
+    obj = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and len(obj["runs"]) == 2
+    assert {r["status"] for r in obj["runs"]} == {"finished"}
+    assert (tmp_path / "csv" / "epochs.csv").read_text().count("\n") == 1 + 2 * 2
+    code, out, _ = _main(["runs", "--store", db], capsys)
+    assert code == 0 and "2 runs" in out
+    code, _, err = _main(["runs", "--store", str(tmp_path / "none.db")], capsys)
+    assert code == 2 and err.startswith("error: ")
+
+
+def test_demo_python_api_small(tmp_path):
+    from rethink.demo import SETTINGS, run_demo
+
+    over = {"train_size": 300, "model.name": "mlp-1x256", "max_epochs": 150}
+    out = run_demo(tmp_path / "demo", device="cpu", overrides=over, threads=1)
+    assert [r["setting"] for r in out["runs"]] == [label for _, label in SETTINGS]
+    for r in out["runs"]:
+        assert r["status"] == "finished" and r["train_acc"] == 1.0, r["setting"]
+    png = (tmp_path / "demo" / "fig1a.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with Store(tmp_path / "demo" / "runs.db", readonly=True) as st:
+        assert len(st.runs(sweep="demo")) == 5
+
+
+@pytest.mark.slow
+def test_demo_command_fits_all_five(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "rethink", "demo", "--out", str(tmp_path), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [x["train_acc"] for x in obj["runs"]] == [1.0] * 5
+    assert all(x["epochs_to_fit"] is not None for x in obj["runs"])

@@ -1,0 +1,178 @@
+"""The training engine: fitting random labels, schedules, augmentation, stopping, divergence,
+memorization accuracies and bit-exact determinism / resume on CPU."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rethink import runner
+from rethink.augment import random_crop, random_flip
+from rethink.schedules import lr_at
+from rethink.spec import RunSpec, TrainSpec
+from rethink.train import evaluate
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models are overhead-bound: one thread is faster and immune to a busy machine.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _spec(**kw) -> RunSpec:
+    base = {"dataset": "digits", "train_size": 512, "model.name": "mlp-1x256", "lr": 0.1}
+    return RunSpec.from_dict({**base, **kw})
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_small_mlp_fits_512_random_labels():
+    records = []
+    spec = _spec(labels="random-labels", until_fit=True, max_epochs=300)
+    r = runner.execute(spec, device="cpu", on_epoch=records.append)
+    assert r["status"] == "finished"
+    assert r["train_acc"] == 1.0 and r["epochs_to_fit"] == r["epochs"] > 1
+    assert r["steps_to_fit"] == r["epochs"] * math.ceil(512 / 128)
+    assert records[-2]["train_acc"] < 1.0  # it stopped at the first fitting epoch
+    assert [rec["epoch"] for rec in records] == list(range(r["epochs"] + 1))
+    assert r["test_acc"] < 0.3  # random labels: nothing to generalize
+    assert r["params"] == 64 * 256 + 256 + 256 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    "kind,epoch,expected",
+    [
+        ("constant", 50, 0.1),
+        ("paper", 1, 0.1),
+        ("paper", 11, 0.1 * 0.95**10),
+        ("exponential", 3, 0.1 * 0.5**2),
+        ("step", 30, 0.1),
+        ("step", 31, 0.01),
+        ("step", 61, 0.001),
+        ("cosine", 1, 0.1),
+        ("cosine", 51, 0.05),
+    ],
+)
+def test_schedules(kind, epoch, expected):
+    train = TrainSpec(lr=0.1, schedule=kind, max_epochs=100)
+    if kind == "exponential":
+        train = TrainSpec(lr=0.1, schedule=kind, lr_decay_per_epoch=0.5)
+    assert lr_at(train, epoch) == pytest.approx(expected, rel=1e-12)
+
+
+def test_recorded_lr_follows_the_schedule():
+    records = []
+    runner.execute(_spec(schedule="paper", max_epochs=4), device="cpu", on_epoch=records.append)
+    assert [r["lr"] for r in records[1:]] == pytest.approx([0.1 * 0.95**e for e in range(4)])
+
+
+def test_random_crop_is_a_window_of_the_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 6 * 5, dtype=torch.float32).reshape(2, 3, 6, 5) + 1
+    out = random_crop(x, g, pad=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        hits = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 6, dx : dx + 5])
+        ]
+        assert hits, "each crop must be one window of its padded image"
+    many = random_crop(x.repeat(50, 1, 1, 1), g, pad=2)
+    assert len({tuple(m.flatten().tolist()) for m in many[::2]}) > 5  # offsets vary
+
+
+def test_random_flip_mirrors_about_half():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(400, 1, 4, 4)
+    out = random_flip(x, g)
+    same = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
+    mirrored = torch.tensor([torch.equal(o, i.flip(2)) for o, i in zip(out, x)])
+    assert bool((same | mirrored).all())
+    assert 150 < int(mirrored.sum()) < 250
+
+
+def test_until_fit_loss_threshold_stops_at_first_epoch_below():
+    records = []
+    r = runner.execute(
+        _spec(until_fit=True, fit_loss=0.5, max_epochs=50), device="cpu", on_epoch=records.append
+    )
+    losses = [rec["train_loss"] for rec in records]
+    first = next(i for i, v in enumerate(losses) if v < 0.5)
+    assert r["epochs_to_fit"] == first == r["epochs"] == len(records) - 1
+
+
+def test_max_epochs_without_fit_records_never():
+    r = runner.execute(_spec(labels="random-labels", max_epochs=2, lr=0.001), device="cpu")
+    assert r["epochs"] == 2 and r["epochs_to_fit"] is None and r["steps_to_fit"] is None
+    assert 0.0 <= r["best_test_acc"] <= 1.0 and r["best_test_epoch"] in (0, 1, 2)
+
+
+def test_huge_lr_diverges():
+    r = runner.execute(_spec(lr=1e6, max_epochs=20), device="cpu")
+    assert r["status"] == "diverged"
+    assert 1 <= r["diverged_epoch"] <= 20
+
+
+def test_partial_labels_split_memorization_from_learning():
+    records = []
+    spec = _spec(labels="partial-labels", corrupt_prob=0.5, max_epochs=3)
+    r = runner.execute(spec, device="cpu", on_epoch=records.append)
+    job = runner.setup(spec, device="cpu")
+    changed = job.data.changed
+    n_changed = int(changed.sum())
+    assert 0 < n_changed < 512
+    for rec in records:
+        weighted = rec["changed_acc"] * n_changed + rec["unchanged_acc"] * (512 - n_changed)
+        assert weighted / 512 == pytest.approx(rec["train_acc"], abs=1e-6)
+    assert "changed_acc" in r and "unchanged_acc" in r
+
+
+def test_evaluate_matches_an_independent_pass():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    x, y = torch.randn(2500, 3, 2, 2), torch.randint(0, 5, (2500,))
+    loss, correct = evaluate(model, x, y, batch_size=1000)
+    with torch.no_grad():
+        logits = model(x)
+    assert loss == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert torch.equal(correct, logits.argmax(1) == y)
+
+
+def test_same_seed_same_metrics_other_seed_differs():
+    spec = _spec(labels="random-labels", max_epochs=3, augment="crop+flip", dropout=0.2)
+    runs = []
+    for s in (spec, spec, spec.override({"seed": 1})):
+        records = []
+        runner.execute(s, device="cpu", on_epoch=records.append)
+        runs.append(_strip(records))
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_resume_from_a_checkpoint_is_bit_exact():
+    spec = _spec(labels="random-labels", max_epochs=6, checkpoint_every=2, dropout=0.1)
+    spec = spec.override({"augment": "crop+flip"})
+    full = []
+    runner.execute(spec, device="cpu", on_epoch=full.append)
+    states, first = {}, []
+    r1 = runner.execute(
+        spec,
+        device="cpu",
+        on_epoch=first.append,
+        on_checkpoint=lambda e, s: states.__setitem__(e, s),
+        should_stop=lambda: len(first) > 3,  # stop after epoch 3
+    )
+    assert r1["status"] == "interrupted" and 3 in states
+    rest = []
+    r2 = runner.execute(spec, device="cpu", resume=states[3], on_epoch=rest.append)
+    assert r2["status"] == "finished" and r2["epochs"] == 6
+    assert _strip(first[:4] + rest) == _strip(full)
