@@ -34,10 +34,9 @@ def whiten_per_image(x: torch.Tensor) -> torch.Tensor:
     """Per-image whitening as in tf.image.per_image_standardization: (x - mean) /
     max(std, 1/sqrt(N)) over each image's N = C*H*W values (population std)."""
     flat = x.reshape(len(x), -1)
-    mean = flat.mean(1, keepdim=True)
-    std = flat.std(1, unbiased=False, keepdim=True)
-    floor = 1.0 / flat.shape[1] ** 0.5
-    return ((flat - mean) / std.clamp_min(floor)).reshape(x.shape)
+    std, mean = torch.std_mean(flat, dim=1, unbiased=False, keepdim=True)
+    inv = 1.0 / std.clamp_min(1.0 / flat.shape[1] ** 0.5)
+    return torch.addcmul(-mean * inv, flat, inv).reshape(x.shape)  # one pass: x*inv - mean*inv
 
 
 def standardize(
@@ -45,13 +44,13 @@ def standardize(
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Per-channel standardization with training-set statistics (a zero std is left as 1)."""
     c = x_train.shape[1]
-    flat = x_train.transpose(0, 1).reshape(c, -1).to(torch.float64)
-    mean, std = flat.mean(1), flat.std(1, unbiased=False)
+    var, mean = torch.var_mean(x_train, dim=(0, 2, 3), unbiased=False)  # (C,) each
+    std = var.sqrt()
     std = torch.where(std > 0, std, torch.ones_like(std))
-    m = mean.to(torch.float32).view(1, c, 1, 1)
-    s = std.to(torch.float32).view(1, c, 1, 1)
+    inv = (1.0 / std).view(1, c, 1, 1)
+    shift = (-mean / std).view(1, c, 1, 1)
     stats = {"mean": mean.tolist(), "std": std.tolist()}
-    return (x_train - m) / s, (x_test - m) / s, stats
+    return torch.addcmul(shift, x_train, inv), torch.addcmul(shift, x_test, inv), stats
 
 
 def preprocess(
