@@ -215,24 +215,29 @@ def fetch(name: str, *, progress: bool = True, force: bool = False) -> list[Path
     mirror = os.environ.get("RETHINK_MIRROR")
     bases = (mirror.rstrip("/") + f"/{name}/",) if mirror else src.urls
     folder = _paths.cache_dir() / name
-    paths = []
-    for fname, md5 in src.md5.items():
-        dest = folder / fname
-        if dest.is_file() and not force and md5_of(dest) == md5:
-            paths.append(dest)
-            continue
-        errors = []
-        for base in bases:
-            try:
-                _download(base + fname, dest, md5, progress)
-                break
-            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
-                errors.append(f"{base + fname}: {getattr(err, 'reason', err)}")
-        else:
-            raise RethinkError(
-                f"could not download {fname} ({'; '.join(errors)}); check the network, or set "
-                "RETHINK_MIRROR to a server holding NAME/FILE, or put the files in a folder "
-                "and pass --data-dir."
-            )
-        paths.append(dest)
-    return paths
+    created = not folder.exists()
+    try:
+        return [
+            _fetch_one(fname, md5, folder, bases, progress, force) for fname, md5 in src.md5.items()
+        ]
+    finally:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # a failed first fetch leaves the cache as it was
+
+
+def _fetch_one(fname: str, md5: str, folder: Path, bases, progress: bool, force: bool) -> Path:
+    dest = folder / fname
+    if dest.is_file() and not force and md5_of(dest) == md5:
+        return dest
+    errors = []
+    for base in bases:
+        try:
+            _download(base + fname, dest, md5, progress)
+            return dest
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
+            errors.append(f"{base + fname}: {getattr(err, 'reason', err)}")
+    raise RethinkError(
+        f"could not download {fname} ({'; '.join(errors)}); check the network, or set "
+        "RETHINK_MIRROR to a server holding NAME/FILE, or put the files in a folder "
+        "and pass --data-dir."
+    )

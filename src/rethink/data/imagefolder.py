@@ -172,6 +172,7 @@ def _write_cache(folder: Path, arrays: dict) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         for k in ("x_train", "y_train", "x_test", "y_test"):
             np.save(tmp / f"{k}.npy", arrays[k])
         meta = {"class_names": list(arrays["class_names"]), "test_split": arrays["test_split"]}
