@@ -210,3 +210,75 @@ def test_cli_models_table_and_bad_input(capsys):
     for bad in (["--input-shape", "3,28"], ["--input-shape", "3,a,28"], ["--classes", "1"]):
         code, _, err = _cli(["models", *bad], capsys)
         assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_fused_batchnorm_relu_matches_torch(fmt):
+    from rethink.models._layers import batchnorm_relu
+
+    gen = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(8, 6, 5, 4, generator=gen, dtype=torch.float64) + 1).contiguous(
+        memory_format=fmt
+    )
+    ours, theirs = (torch.nn.BatchNorm2d(6, affine=False).double() for _ in range(2))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = batchnorm_relu(xa, ours), torch.relu(theirs(xb))
+    torch.testing.assert_close(ya, yb)
+    w = torch.randn(ya.shape, generator=gen, dtype=torch.float64)
+    (ya * w).sum().backward()
+    (yb * w).sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad)
+    for key, value in theirs.state_dict().items():  # running mean, var, batches tracked
+        torch.testing.assert_close(ours.state_dict()[key], value)
+    ours.eval(), theirs.eval()
+    torch.testing.assert_close(batchnorm_relu(x, ours), torch.relu(theirs(x)))
+
+
+@pytest.mark.parametrize("name", ["alexnet-small", "inception-small", "resnet18-k2", "mlp-1x512"])
+def test_optimize_for_training_keeps_parameters_and_results(name):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (6,), generator=gen)
+    plain = models.build(name, seed=0)
+    fast = models.build(name, seed=0)
+    params, keys = list(fast.parameters()), list(fast.state_dict())
+    assert models.optimize_for_training(fast, "cpu", compile=False) is fast
+    assert all(a is b for a, b in zip(params, fast.parameters(), strict=True))
+    assert list(fast.state_dict()) == keys
+    for net in (plain, fast):
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+    torch.testing.assert_close(fast(x), plain(x), rtol=1e-4, atol=1e-5)
+    for (pname, a), b in zip(plain.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=pname)
+
+
+def test_compile_without_a_compiler_is_one_sentence(monkeypatch):
+    from rethink.models import _optimize
+
+    monkeypatch.setattr(_optimize, "compiler_available", lambda device="cpu": False)
+    with pytest.raises(RethinkError, match="compiler"):
+        models.optimize_for_training(models.build("mlp-1x512"), "cpu", compile=True)
+    # Automatic choice: no compiling without a compiler, and never on a CPU.
+    net = models.optimize_for_training(models.build("mlp-1x512"), "cpu")
+    assert not hasattr(net, "_compiled_call_impl") or net._compiled_call_impl is None
+
+
+@pytest.mark.slow
+def test_compiled_alexnet_trains_like_the_eager_one():
+    # Minutes of CPU: torch.compile generates and builds C++ for forward and backward.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(16, 3, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (16,), generator=gen)
+    losses = []
+    for compile_ in (False, True):
+        net = models.optimize_for_training(models.build("alexnet-small", seed=0), compile=compile_)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        run = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(x), y)
+            loss.backward()
+            opt.step()
+            run.append(loss.item())
+        losses.append(run)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)

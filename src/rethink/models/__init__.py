@@ -14,6 +14,7 @@ gives each one's parameter count for an input shape. See docs/models.md.
 
 from rethink.models import alexnet, inception, mlp, resnet  # noqa: F401  (they register)
 from rethink.models._layers import LocalResponseNorm
+from rethink.models._optimize import compiler_available, optimize_for_training
 from rethink.models._registry import (
     build,
     count_params,
@@ -26,9 +27,11 @@ from rethink.models._registry import (
 __all__ = [
     "LocalResponseNorm",
     "build",
+    "compiler_available",
     "count_params",
     "default_lr",
     "describe",
     "names",
+    "optimize_for_training",
     "register_model",
 ]

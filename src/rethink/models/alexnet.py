@@ -43,8 +43,10 @@ class AlexNetSmall(nn.Module):
         self.out = nn.Linear(192, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(self.pool(torch.relu(self.conv1(x))))  # (B, 64, H/2, W/2)
-        x = self.norm2(self.pool(torch.relu(self.conv2(x))))  # (B, 64, H/4, W/4)
+        # relu(maxpool(z)) == maxpool(relu(z)) exactly (ReLU is monotone; padding is -inf),
+        # values and gradients, and pooling first runs the ReLU on a quarter of the values.
+        x = self.norm1(torch.relu(self.pool(self.conv1(x))))  # (B, 64, H/2, W/2)
+        x = self.norm2(torch.relu(self.pool(self.conv2(x))))  # (B, 64, H/4, W/4)
         x = x.flatten(1)  # (B, 64 * H/4 * W/4), in (C, H, W) order whatever the memory format
         x = self.drop(torch.relu(self.fc1(x)))  # (B, 384)
         x = self.drop(torch.relu(self.fc2(x)))  # (B, 192)
