@@ -30,7 +30,7 @@ def paper_reference(x_uint8: np.ndarray) -> np.ndarray:
     """Appendix A of Zhang et al., written independently in numpy (float64): /255, centre
     crop 32 -> 28, then (x - mean) / max(std, 1/sqrt(N)) per image, N = 28*28*C."""
     x = x_uint8.astype(np.float64) / 255.0
-    if x.shape[-1] > 28:
+    if min(x.shape[-2:]) > 28:
         off = (x.shape[-1] - 28) // 2
         x = x[..., off : off + 28, off : off + 28]
     out = np.empty_like(x)
@@ -50,11 +50,11 @@ def test_paper_preprocessing_matches_the_reference():
     assert p.meta["preprocess"]["crop"] == [28, 28]
 
 
-@pytest.mark.parametrize("side", [8, 28])
-def test_paper_crop_only_when_larger_than_28(side):
-    ds = toy(c=1, h=side, w=side)
+@pytest.mark.parametrize("h,w", [(8, 8), (28, 28), (1, 40), (28, 40)])
+def test_paper_crop_only_when_both_sides_exceed_28(h, w):
+    ds = toy(c=1, h=h, w=w)
     p = D.prepare(ds, preprocess="paper")
-    assert p.input_shape == (1, side, side) and p.meta["preprocess"]["crop"] is None
+    assert p.input_shape == (1, h, w) and p.meta["preprocess"]["crop"] is None
     np.testing.assert_allclose(p.x_test.numpy(), paper_reference(ds.x_test.numpy()), atol=2e-5)
 
 

@@ -3,8 +3,9 @@
 - "unit": pixels / 255, nothing else.
 - "standardize" (default): / 255, then per-channel (x - mean_c) / std_c with the training
   set's statistics, applied to both splits.
-- "paper" (Zhang et al., Appendix A): / 255, centre crop to 28x28 when the images are larger
-  than 28, then per-image whitening (x - mean(x)) / max(std(x), 1/sqrt(N)), N = C*H*W.
+- "paper" (Zhang et al., Appendix A): / 255, centre crop to 28x28 when both sides are larger
+  than 28 (CIFAR's 32 -> 28), then per-image whitening
+  (x - mean(x)) / max(std(x), 1/sqrt(N)), N = C*H*W.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def center_crop(x: torch.Tensor, size: int = PAPER_CROP) -> torch.Tensor:
-    """Centre crop of (N, C, H, W) to at most size x size (sides <= size are kept)."""
+    """Centre crop of (N, C, H, W) to size x size when both sides exceed `size`; otherwise x
+    unchanged (MNIST-size images, and 1-D signals such as MNIST-1D's 1 x 40, are not cut)."""
     h, w = x.shape[-2:]
-    ch, cw = min(h, size), min(w, size)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    return x[..., top : top + ch, left : left + cw]
+    if min(h, w) <= size:
+        return x
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
 
 
 def whiten_per_image(x: torch.Tensor) -> torch.Tensor:
