@@ -177,7 +177,8 @@ def test_same_seed_same_result_other_seed_other_result(kind):
 @pytest.mark.parametrize(
     "kind,p",
     [("blur", 0.0), ("partial-labels", 1.5), ("partial-labels", -0.1),
-     ("partial-labels", float("nan")), ("random-labels", 0.3), ("gaussian", 0.5)],
+     ("partial-labels", float("nan")), ("random-labels", 0.3), ("gaussian", 0.5),
+     ("none", 0.2), ("none", 1.0)],
 )  # fmt: skip
 def test_bad_kind_or_probability_is_one_clear_error(kind, p):
     with pytest.raises(RethinkError) as err:

@@ -125,6 +125,8 @@ def check(kind: str, p: float) -> float:
                 f"random-labels means p = 1 (got {p}); use partial-labels with a probability."
             )
         return 1.0
+    if kind == "none" and p != 0.0:
+        raise RethinkError(f"corruption none takes no probability (got {p}); use partial-labels.")
     if p not in (0.0, 1.0):
         raise RethinkError(
             f"{kind} corrupts every image and takes no probability (got {p}); "
