@@ -313,3 +313,14 @@ def test_imagefolder_corrupt_image_is_named(tmp_path):
     assert not (tmp_path / "cache" / "decoded").exists() or not any(
         (tmp_path / "cache" / "decoded").iterdir()
     )
+
+
+def test_imagefolder_truncated_archive_is_one_line_and_caches_nothing(tmp_path):
+    write_image_tree(tmp_path / "tree" / "toy", per_class=30)
+    archive = tar_gz(tmp_path / "tree" / "toy", tmp_path / "toy.tar.gz")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size * 2 // 3])
+    with pytest.raises(RethinkError) as err:
+        D.load(f"imagefolder:{archive}")
+    one_line_error(err, "toy.tar.gz")
+    decoded = tmp_path / "cache" / "decoded"
+    assert not decoded.exists() or not any(decoded.iterdir())
