@@ -35,7 +35,7 @@ def _spec(**kw) -> RunSpec:
 
 
 def _metrics(rows):
-    drop = ("seconds", "run_id")
+    drop = ("seconds", "train_seconds", "run_id")
     return [{k: v for k, v in r.items() if k not in drop} for r in rows]
 
 

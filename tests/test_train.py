@@ -30,7 +30,7 @@ def _spec(**kw) -> RunSpec:
 
 
 def _strip(records):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in records]
 
 
 def test_small_mlp_fits_512_random_labels():
@@ -94,8 +94,8 @@ def test_random_flip_mirrors_about_half():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(400, 1, 4, 4)
     out = random_flip(x, g)
-    same = torch.tensor([torch.equal(o, i) for o, i in zip(out, x)])
-    mirrored = torch.tensor([torch.equal(o, i.flip(2)) for o, i in zip(out, x)])
+    same = torch.tensor([torch.equal(o, i) for o, i in zip(out, x, strict=True)])
+    mirrored = torch.tensor([torch.equal(o, i.flip(2)) for o, i in zip(out, x, strict=True)])
     assert bool((same | mirrored).all())
     assert 150 < int(mirrored.sum()) < 250
 
@@ -176,3 +176,35 @@ def test_resume_from_a_checkpoint_is_bit_exact():
     r2 = runner.execute(spec, device="cpu", resume=states[3], on_epoch=rest.append)
     assert r2["status"] == "finished" and r2["epochs"] == 6
     assert _strip(first[:4] + rest) == _strip(full)
+
+
+@pytest.mark.parametrize("until_fit", [False, True])
+def test_overlapped_evaluation_gives_the_sequential_records(until_fit):
+    from rethink.train import fit
+
+    spec = _spec(labels="random-labels", until_fit=until_fit, max_epochs=60, checkpoint_every=4)
+    spec = spec.normalized()
+    outs = []
+    for overlap in (False, True):
+        job = runner.setup(spec, device="cpu")
+        records, states = [], {}
+        r = fit(
+            job.model,
+            job.data,
+            spec.train,
+            seed=spec.seed,
+            on_epoch=records.append,
+            on_checkpoint=lambda e, st, states=states: states.__setitem__(e, st),
+            overlap=overlap,
+        )
+        final = states[r["epochs"]]["model"]
+        outs.append((_strip(records), {k: v for k, v in r.items() if k != "seconds"}, final))
+    (rec_a, res_a, model_a), (rec_b, res_b, model_b) = outs
+    assert [x["epoch"] for x in rec_a] == list(range(res_a["epochs"] + 1))
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in rec_a] == [
+        {k: v for k, v in r.items() if k != "train_seconds"} for r in rec_b
+    ]
+    assert res_a == res_b
+    assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)  # epoch e+1 was undone
+    if until_fit:
+        assert res_a["epochs_to_fit"] == res_a["epochs"] < 60

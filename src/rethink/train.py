@@ -14,10 +14,12 @@ run on CPU is bit-identical to an uninterrupted one. `fit` knows nothing of stor
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -88,6 +90,7 @@ def fit(
     on_checkpoint: OnCheckpoint | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
+    overlap: bool | None = None,
 ) -> dict[str, Any]:
     """Train `model` on `data` under `train` (a normalized TrainSpec: lr resolved).
 
@@ -99,72 +102,158 @@ def fit(
     status 'finished', 'diverged' (with 'diverged_epoch') or 'interrupted' (should_stop said
     so; a checkpoint was given first), epochs, epochs_to_fit/steps_to_fit (None if never fit),
     final and best accuracies (fractions), losses, seconds of wall time (all attempts).
+
+    overlap: evaluate epoch e on a second CPU core while epoch e+1 trains, each with one
+    intra-op thread (None: on CPU when torch has >= 2 threads). The records are those of a
+    sequential run; if epoch e turns out to end the run, epoch e+1 is rolled back.
     """
     device = torch.device(device)
     model.to(device)
     data = _on_device(data, device)
-    n, bs = len(data.y_train), train.batch_size
     changed = getattr(data, "changed", None)
-    if changed is not None:
-        changed = changed.to(device)
-        if bool(changed.all()) or not bool(changed.any()):
-            changed = None  # only a mixed split says anything about memorization
+    if changed is not None and (bool(changed.all()) or not bool(changed.any())):
+        changed = None  # only a mixed split says anything about memorization
     opt = torch.optim.SGD(
         model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     order = torch.Generator().manual_seed(derive_seed(seed, "order"))
+    if overlap is None:
+        overlap = device.type == "cpu" and torch.get_num_threads() >= 2
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
+    with (
+        torch.random.fork_rng(devices=fork_devices),
+        _Evaluator(model, data, changed, overlap) as evaluator,
+    ):
         torch.random.default_generator.manual_seed(derive_seed(seed, "dropout"))
         if device.type == "cuda":
             torch.cuda.manual_seed(derive_seed(seed, "dropout"))
         s = _fresh_state() if resume is None else _restore(resume, model, opt, order, device)
         if resume is None:  # epoch 0: where training starts from
             t0 = time.perf_counter()
-            rec = _eval_record(model, data, changed)
+            rec = evaluator.submit(model, None).result()
+            rec.pop("eval_seconds")
             s["seconds"] += time.perf_counter() - t0
-            _note(s, rec, 0, lr_at(train, 1), time.perf_counter() - t0, on_epoch, train.fit_loss)
-        status = "finished"
-        while s["epoch"] < train.max_epochs and not (train.until_fit and s["fit_epoch"]):
-            epoch = s["epoch"] + 1
-            t0 = time.perf_counter()
-            lr = lr_at(train, epoch)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            model.train()
-            perm = torch.randperm(n, generator=order).to(device)
-            loss_sum = torch.zeros((), device=device)
-            nb = math.ceil(n / bs)
-            for b in range(nb):
-                idx = perm[b * bs : (b + 1) * bs]
-                xb = augment(data.x_train.index_select(0, idx), train.augment, order)
-                loss = F.cross_entropy(model(xb), data.y_train.index_select(0, idx))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-                if progress is not None and (b % _PROGRESS_EVERY == 0 or b == nb - 1):
-                    progress(epoch, b + 1, nb)
-            s["step"] += nb
-            s["epoch"] = epoch
-            running = loss_sum.item() / nb
-            rec = _eval_record(model, data, changed) if math.isfinite(running) else None
-            seconds = time.perf_counter() - t0
-            s["seconds"] += seconds
-            if rec is None or not math.isfinite(rec["train_loss"]):
-                status, s["diverged_epoch"] = "diverged", epoch
-                break
-            rec["running_loss"] = running
-            _note(s, rec, epoch, lr, seconds, on_epoch, train.fit_loss)
+            _note(s, rec, 0, 0, lr_at(train, 1), s["seconds"], on_epoch, train.fit_loss)
+        t_start, seconds_before = time.perf_counter(), s["seconds"]
+
+        def may_train() -> bool:
+            return s["epoch"] < train.max_epochs and not (train.until_fit and s["fit_epoch"])
+
+        def finalize(p: dict[str, Any]) -> str | None:
+            """Record a trained epoch once its evaluation is done; say why to stop, if so."""
+            rec = p["future"].result()
+            s["seconds"] = seconds_before + time.perf_counter() - t_start
+            if not math.isfinite(rec["train_loss"]):
+                s["diverged_epoch"] = p["epoch"]
+                return "diverged"
+            rec.update(running_loss=p["running"], train_seconds=p["train_seconds"])
+            seconds = p["train_seconds"] + rec.pop("eval_seconds")
+            _note(s, rec, p["epoch"], p["step"], p["lr"], seconds, on_epoch, train.fit_loss)
             stop = should_stop is not None and should_stop()
-            if on_checkpoint is not None and (epoch % train.checkpoint_every == 0 or stop):
-                on_checkpoint(epoch, _snapshot(s, model, opt, order))
+            if on_checkpoint is not None and (p["epoch"] % train.checkpoint_every == 0 or stop):
+                snap = p["snap"] or _snapshot(model, opt, order)
+                on_checkpoint(p["epoch"], {**s, "epoch": p["epoch"], "step": p["step"], **snap})
             if stop:
-                status = "interrupted"
+                return "interrupted"
+            return "fit" if train.until_fit and s["fit_epoch"] is not None else None
+
+        status, pending = "finished", None
+        while True:
+            trained = None
+            if (pending is None or overlap) and may_train():
+                trained = _train_epoch(model, opt, order, data, train, s, progress)
+            if pending is not None:
+                why, done = finalize(pending), pending
+                pending = None
+                if why is not None:
+                    if trained is not None:  # the run ended before this epoch: undo it
+                        _restore({**s, **done["snap"]}, model, opt, order, device)
+                        s["epoch"], s["step"] = done["epoch"], done["step"]
+                    status = "finished" if why == "fit" else why
+                    break
+            if trained is None:
+                if may_train():
+                    continue
                 break
+            if not math.isfinite(trained["running"]):
+                status, s["diverged_epoch"] = "diverged", trained["epoch"]
+                break
+            trained["snap"] = _snapshot(model, opt, order) if overlap else None
+            trained["future"] = evaluator.submit(model, trained["snap"])
+            pending = trained
+        s["seconds"] = seconds_before + time.perf_counter() - t_start
         if on_checkpoint is not None and status != "interrupted":
-            on_checkpoint(s["epoch"], _snapshot(s, model, opt, order))
+            on_checkpoint(s["epoch"], {**s, **_snapshot(model, opt, order)})
     return _result(s, status)
+
+
+def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -> dict[str, Any]:
+    """One pass over a fresh permutation of the training set; advances s epoch and step."""
+    t0 = time.perf_counter()
+    epoch = s["epoch"] + 1
+    n, bs = len(data.y_train), train.batch_size
+    lr = lr_at(train, epoch)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    model.train()
+    device = data.x_train.device
+    perm = torch.randperm(n, generator=order).to(device)
+    loss_sum = torch.zeros((), device=device)
+    nb = math.ceil(n / bs)
+    for b in range(nb):
+        idx = perm[b * bs : (b + 1) * bs]
+        xb = augment(data.x_train.index_select(0, idx), train.augment, order)  # (B, C, H, W)
+        loss = F.cross_entropy(model(xb), data.y_train.index_select(0, idx))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += loss.detach()
+        if progress is not None and (b % _PROGRESS_EVERY == 0 or b == nb - 1):
+            progress(epoch, b + 1, nb)
+    s["epoch"], s["step"] = epoch, s["step"] + nb
+    running = loss_sum.item() / nb  # also waits for the device to finish the epoch
+    return {
+        "epoch": epoch,
+        "step": s["step"],
+        "lr": lr,
+        "running": running,
+        "train_seconds": time.perf_counter() - t0,
+    }
+
+
+class _Evaluator:
+    """Evaluates on the training and test sets, in this thread or (overlap) in a worker
+    thread on a private copy of the model, while the caller trains on."""
+
+    def __init__(self, model: nn.Module, data: Any, changed, overlap: bool) -> None:
+        self.data, self.changed, self.overlap = data, changed, overlap
+        self.copy = copy.deepcopy(model) if overlap else None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rethink-eval") if overlap else None
+        self.threads = torch.get_num_threads()
+
+    def __enter__(self) -> _Evaluator:
+        if self.overlap:
+            torch.set_num_threads(1)  # one core trains, the other evaluates
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+            torch.set_num_threads(self.threads)
+
+    def submit(self, model: nn.Module, snap: dict[str, Any] | None) -> Future:
+        if self.pool is None or snap is None:
+            done: Future = Future()
+            done.set_result(self._run(model))
+            return done
+        self.copy.load_state_dict(snap["model"])
+        return self.pool.submit(self._run, self.copy)
+
+    def _run(self, model: nn.Module) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rec = _eval_record(model, self.data, self.changed)
+        rec["eval_seconds"] = time.perf_counter() - t0
+        return rec
 
 
 def _on_device(data: Any, device: torch.device) -> Any:
@@ -195,22 +284,30 @@ def _fresh_state() -> dict[str, Any]:
 
 
 def _note(
-    s: dict, rec: dict, epoch: int, lr: float, seconds: float, on_epoch: OnEpoch | None, fit_loss
+    s: dict,
+    rec: dict,
+    epoch: int,
+    step: int,
+    lr: float,
+    seconds: float,
+    on_epoch: OnEpoch | None,
+    fit_loss: float | None,
 ) -> None:
     """Bookkeeping after an epoch's evaluation: fit time, best test accuracy, callback."""
     fit_now = rec.pop("fit") or (fit_loss is not None and rec["train_loss"] < fit_loss)
     if fit_now and s["fit_epoch"] is None:
-        s["fit_epoch"], s["fit_step"] = epoch, s["step"]
+        s["fit_epoch"], s["fit_step"] = epoch, step
     if rec["test_acc"] > s["best_test_acc"]:
         s["best_test_acc"], s["best_test_epoch"] = rec["test_acc"], epoch
-    rec = {"epoch": epoch, "step": s["step"], "lr": lr, "seconds": seconds, **rec}
+    rec = {"epoch": epoch, "step": step, "lr": lr, "seconds": seconds, **rec}
     s["last"] = rec
     if on_epoch is not None:
         on_epoch(dict(rec))
 
 
-def _snapshot(s: dict, model: nn.Module, opt: torch.optim.Optimizer, order: torch.Generator):
-    state = {k: v for k, v in s.items()}
+def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, order: torch.Generator) -> dict:
+    """Copies of everything that changes while training (CPU tensors)."""
+    state: dict[str, Any] = {}
     state["model"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     state["optimizer"] = _to_cpu(opt.state_dict())
     state["order_rng"] = order.get_state()
