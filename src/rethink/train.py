@@ -15,6 +15,7 @@ run on CPU is bit-identical to an uninterrupted one. `fit` knows nothing of stor
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import math
 import time
@@ -28,7 +29,7 @@ from torch import nn
 
 from rethink.augment import augment
 from rethink.schedules import lr_at
-from rethink.spec import TrainSpec
+from rethink.spec import DEFAULT_MAX_EPOCHS, UNTIL_FIT_MAX_EPOCHS, TrainSpec
 
 EVAL_BATCH = 1024  # examples per forward pass when evaluating (no autograd, so memory is small)
 _PROGRESS_EVERY = 8  # batches between progress callbacks
@@ -107,6 +108,9 @@ def fit(
     intra-op thread (None: on CPU when torch has >= 2 threads). The records are those of a
     sequential run; if epoch e turns out to end the run, epoch e+1 is rolled back.
     """
+    if train.max_epochs is None:  # as RunSpec.normalized() resolves it
+        cap = UNTIL_FIT_MAX_EPOCHS if train.until_fit else DEFAULT_MAX_EPOCHS
+        train = dataclasses.replace(train, max_epochs=cap)
     device = torch.device(device)
     model.to(device)
     data = _on_device(data, device)

@@ -134,6 +134,11 @@ def run_command(
         )
     if result.get("skipped"):
         out.say(f"run {spec.run_id()} already {result['status']} in {store}; not run again.")
+    if spec.train.until_fit and result.get("epochs_to_fit") is None:
+        out.say(
+            f"the training set was not fit within {result.get('epochs')} epochs; "
+            "raise --max-epochs or try a constant schedule or another --lr."
+        )
     out.summary([(spec.describe(), result)])
     if as_json:
         print(json.dumps(json_result(result, spec.run_id())))
