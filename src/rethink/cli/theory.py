@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import typer
 
@@ -98,7 +99,7 @@ def kernel(
     rep = kernel_report(
         dataset, train_size=train_size, kernel=kernel_name, gamma=gamma, ridge=ridge,
         solver=solver, corruption=corruption, corrupt_prob=corrupt_prob, seed=seed, tol=tol,
-        max_iter=max_iter, precond_rank=precond_rank, data_dir=data_dir,
+        max_iter=max_iter, precond_rank=precond_rank, data_dir=data_dir, log=_stderr,
     )  # fmt: skip
     if as_json:
         print(json.dumps(rep))
@@ -118,6 +119,10 @@ def kernel(
             ("peak RSS", f"{rep['peak_rss_gib']:.2f} GiB"),
         ],
     )  # fmt: skip
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _pct(v: float | None) -> str:

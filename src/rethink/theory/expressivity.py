@@ -159,7 +159,8 @@ def fit_expressivity(
         gaps = np.diff(xs)  # (n-1,)
         # Rounding in <a, z> is ~sqrt(d) eps sum_k |a_k z_k| (a random walk of d roundings);
         # gaps below a few times that cannot be trusted to order the points.
-        scale = (np.abs(z[order]) @ np.abs(a))[1:]
+        size = np.abs(z[order]) @ np.abs(a)  # (n,) sum_k |a_k z_k|
+        scale = np.maximum(size[:-1], size[1:])
         resolvable = 8.0 * np.sqrt(d) * _EPS64 * scale
         tied = np.flatnonzero(gaps <= resolvable)
         if tied.size:

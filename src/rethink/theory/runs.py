@@ -135,6 +135,7 @@ def kernel_report(
     max_iter: int = 1000,
     precond_rank: int = 1000,
     data_dir: str | None = None,
+    log=None,
 ) -> dict:
     """Minimum-norm (or ridge) kernel fit to one-hot labels of a dataset; errors in [0, 1]."""
     start = time.perf_counter()
@@ -143,7 +144,7 @@ def kernel_report(
     y = torch.from_numpy(one_hot(data.y_train, data.num_classes))
     fit = fit_kernel(
         data.x_train, y, kernel=kernel, gamma=gamma, ridge=ridge, solver=solver, tol=tol,
-        max_iter=max_iter, precond_rank=precond_rank, seed=seed,
+        max_iter=max_iter, precond_rank=precond_rank, seed=seed, log=log,
     )  # fmt: skip
     t_pred = time.perf_counter()
     test_pred = fit.predict(data.x_test)
@@ -160,6 +161,8 @@ def kernel_report(
         "solver": fit.solver,
         "iterations": fit.iterations,
         "residual": fit.residual,
+        "residual_float64": fit.exact_residual,
+        "residual_float64_rows": fit.exact_rows,
         "train_error": float((fit.train_pred.argmax(1) != data.y_train).double().mean()),
         "test_error": float((test_pred.argmax(1) != data.y_test).double().mean()),
         "rkhs_norm": fit.rkhs_norm,
