@@ -55,7 +55,7 @@ def test_flags_override_the_toml_config(tmp_path, capsys):
     cfg = tmp_path / "spec.toml"
     cfg.write_text(
         '[data]\ndataset = "digits"\ntrain_size = 200\n[model]\nname = "mlp-1x32"\n'
-        "[train]\nlr = 0.05\nmax_epochs = 2\nschedule = \"paper\"\n"
+        '[train]\nlr = 0.05\nmax_epochs = 2\nschedule = "paper"\n'
     )
     db = tmp_path / "r.db"
     code, out, err = _main(
@@ -138,3 +138,61 @@ def test_demo_command_fits_all_five(tmp_path):
     obj = json.loads(r.stdout.strip().splitlines()[-1])
     assert [x["train_acc"] for x in obj["runs"]] == [1.0] * 5
     assert all(x["epochs_to_fit"] is not None for x in obj["runs"])
+
+
+def _gpu_check(tmp_path, models):
+    from pathlib import Path
+
+    fm = Path("/usr/share/datasets/fashion-mnist")
+    if not fm.is_dir():
+        pytest.skip("Debian's dataset-fashion-mnist is not installed")
+    data = tmp_path / "data"
+    (data / "fashion-mnist").mkdir(parents=True)
+    for f in fm.iterdir():
+        (data / "fashion-mnist" / f.name).symlink_to(f)
+    if "inception" in models:
+        import os
+
+        found = [Path(p) / "cifar10-jpeg.tar.gz" for p in (os.environ.get("RETHINK_DATA", ""),)]
+        found += [Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"]
+        tar = next((p for p in found if p.is_file()), None)
+        if tar is None:
+            pytest.skip("cifar10-jpeg.tar.gz not found")
+        (data / "cifar10-jpeg.tar.gz").symlink_to(tar)
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    env = {**__import__("os").environ, "PYTHON": sys.executable, "RETHINK_CACHE": str(tmp_path)}
+    r = subprocess.run(
+        ["bash", str(script), str(data), "--smoke", "--models", models],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "epochs" in r.stdout and "samples/s" in r.stdout  # the table
+    return obj["rows"]
+
+
+def test_gpu_check_smoke_runs_on_cpu(tmp_path):
+    rows = _gpu_check(tmp_path, "mlp-1x512")
+    assert [(r["model"], r["labels"]) for r in rows] == [
+        ("mlp-1x512", "true"),
+        ("mlp-1x512", "random"),
+    ]
+    assert all(r["epochs"] == 2 and r["samples_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_with_inception(tmp_path):
+    rows = _gpu_check(tmp_path, "mlp-1x512,inception-small")
+    assert len(rows) == 4 and rows[-1]["model"] == "inception-small"
+
+
+def test_gpu_check_refuses_a_missing_folder(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+    args = ["bash", str(script), str(tmp_path / "nope")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error:")

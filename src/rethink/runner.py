@@ -65,8 +65,17 @@ class Job:
     params: int
 
 
-def setup(spec: RunSpec, *, data_dir=None, device: str | torch.device = "auto") -> Job:
-    """Validate the spec, pick the device, load + prepare the data and build the model."""
+def setup(
+    spec: RunSpec,
+    *,
+    data_dir=None,
+    device: str | torch.device = "auto",
+    compile: bool | None = None,
+) -> Job:
+    """Validate the spec, pick the device, load + prepare the data and build the model.
+
+    compile: torch.compile the model (None: rethink.models.optimize_for_training decides;
+    it compiles on CUDA only)."""
     from rethink import data, models
 
     spec = spec.normalized()
@@ -90,7 +99,7 @@ def setup(spec: RunSpec, *, data_dir=None, device: str | torch.device = "auto") 
     params = models.count_params(model)
     optimize = getattr(models, "optimize_for_training", None)
     if optimize is not None:
-        model = optimize(model, dev)
+        model = optimize(model, dev, compile=compile)
     return Job(spec, spec.run_id(), prepared, model, dev, params)
 
 
