@@ -105,8 +105,8 @@ def fit(
     final and best accuracies (fractions), losses, seconds of wall time (all attempts).
 
     overlap: evaluate epoch e on a second CPU core while epoch e+1 trains, each with one
-    intra-op thread (None: on CPU when torch has >= 2 threads). The records are those of a
-    sequential run; if epoch e turns out to end the run, epoch e+1 is rolled back.
+    intra-op thread (None: on CPU with >= 2 threads for models without convolutions). The
+    records are those of a sequential run; if epoch e ends the run, epoch e+1 is undone.
     """
     if train.max_epochs is None:  # as RunSpec.normalized() resolves it
         cap = UNTIL_FIT_MAX_EPOCHS if train.until_fit else DEFAULT_MAX_EPOCHS
@@ -121,8 +121,8 @@ def fit(
         model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     order = torch.Generator().manual_seed(derive_seed(seed, "order"))
-    if overlap is None:
-        overlap = device.type == "cpu" and torch.get_num_threads() >= 2
+    if overlap is None:  # convolutions use two cores well on their own; small GEMMs do not
+        overlap = device.type == "cpu" and torch.get_num_threads() >= 2 and not _has_conv(model)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=fork_devices),
@@ -258,6 +258,10 @@ class _Evaluator:
         rec = _eval_record(model, self.data, self.changed)
         rec["eval_seconds"] = time.perf_counter() - t0
         return rec
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
 def _on_device(data: Any, device: torch.device) -> Any:
