@@ -139,7 +139,7 @@ def run_command(
             f"the training set was not fit within {result.get('epochs')} epochs; "
             "raise --max-epochs or try a constant schedule or another --lr."
         )
-    out.summary([(spec.describe(), result)])
+    out.summary([(spec.run_id()[:8], result)], title=f"{spec.run_id()}: {spec.describe()}")
     if as_json:
         print(json.dumps(json_result(result, spec.run_id())))
 
@@ -225,8 +225,8 @@ class _Output:
         if self._bar is not None:
             self._bar.update(self._task, last=f"train acc {100 * rec['train_acc']:.1f}%")
 
-    def summary(self, rows: list[tuple[str, dict[str, Any]]]) -> None:
-        self.console.print(summary_table(rows))
+    def summary(self, rows: list[tuple[str, dict[str, Any]]], title: str = "result") -> None:
+        self.console.print(summary_table(rows, title))
 
 
 def _console(stream):
@@ -261,18 +261,9 @@ def summary_table(rows: list[tuple[str, dict[str, Any]]], title: str = "result")
     from rich.table import Table
 
     table = Table(title=title)
-    for col, justify in (
-        ("run", "left"),
-        ("status", "left"),
-        ("epochs", "right"),
-        ("epochs to fit", "right"),
-        ("steps to fit", "right"),
-        ("train acc", "right"),
-        ("test acc", "right"),
-        ("best test acc", "right"),
-        ("seconds", "right"),
-    ):
-        table.add_column(col, justify=justify)
+    table.add_column("run", overflow="fold", min_width=8)
+    for col in ("status", "epochs", "fit epoch", "train acc", "test acc", "best test", "seconds"):
+        table.add_column(col, justify="left" if col == "status" else "right")
     for label, r in rows:
         fit = r.get("epochs_to_fit")
         table.add_row(
@@ -280,7 +271,6 @@ def summary_table(rows: list[tuple[str, dict[str, Any]]], title: str = "result")
             str(r.get("status")),
             str(r.get("epochs")),
             "never" if fit is None else str(fit),
-            "-" if r.get("steps_to_fit") is None else str(r["steps_to_fit"]),
             _pct(r.get("train_acc")),
             _pct(r.get("test_acc")),
             _pct(r.get("best_test_acc")),
