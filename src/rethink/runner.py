@@ -229,7 +229,12 @@ def _run_job(job: Job, st: Store, sweep, progress, on_epoch) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save `state` to `path` atomically (a temporary file, then a rename)."""
+    """torch.save `state` to `path` atomically (a temporary file, then a rename).
+
+    The last checkpoint of a finished or diverged run (state["final"]) is never resumed, so
+    it keeps the model and bookkeeping but not the optimizer's momentum (half the size)."""
+    if state.get("final") in ("finished", "diverged"):
+        state = {k: v for k, v in state.items() if k != "optimizer"}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     torch.save(state, tmp)
@@ -245,6 +250,8 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any] | None:
     except Exception:  # a torn or foreign file: start the run again rather than fail
         return None
     if not isinstance(state, dict) or state.get("run_id") != run_id:
+        return None
+    if state.get("final"):  # the run ended but was not closed in the store: run it again
         return None
     return state
 

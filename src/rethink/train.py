@@ -187,7 +187,7 @@ def fit(
             pending = trained
         s["seconds"] = seconds_before + time.perf_counter() - t_start
         if on_checkpoint is not None and status != "interrupted":
-            on_checkpoint(s["epoch"], {**s, **_snapshot(model, opt, order)})
+            on_checkpoint(s["epoch"], {**s, **_snapshot(model, opt, order), "final": status})
     return _result(s, status)
 
 
