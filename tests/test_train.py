@@ -208,3 +208,8 @@ def test_overlapped_evaluation_gives_the_sequential_records(until_fit):
     assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)  # epoch e+1 was undone
     if until_fit:
         assert res_a["epochs_to_fit"] == res_a["epochs"] < 60
+
+
+def test_a_loss_threshold_met_before_training_means_zero_epochs():
+    r = runner.execute(_spec(until_fit=True, fit_loss=100.0), device="cpu")
+    assert r["epochs"] == 0 and r["epochs_to_fit"] == 0 and r["steps_to_fit"] == 0

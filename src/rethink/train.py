@@ -141,7 +141,8 @@ def fit(
         t_start, seconds_before = time.perf_counter(), s["seconds"]
 
         def may_train() -> bool:
-            return s["epoch"] < train.max_epochs and not (train.until_fit and s["fit_epoch"])
+            fit = train.until_fit and s["fit_epoch"] is not None
+            return s["epoch"] < train.max_epochs and not fit
 
         def finalize(p: dict[str, Any]) -> str | None:
             """Record a trained epoch once its evaluation is done; say why to stop, if so."""
