@@ -212,28 +212,6 @@ def test_cli_models_table_and_bad_input(capsys):
         assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
-def test_fused_batchnorm_relu_matches_torch(fmt):
-    from rethink.models._layers import batchnorm_relu
-
-    gen = torch.Generator().manual_seed(0)
-    x = (3 * torch.randn(8, 6, 5, 4, generator=gen, dtype=torch.float64) + 1).contiguous(
-        memory_format=fmt
-    )
-    ours, theirs = (torch.nn.BatchNorm2d(6, affine=False).double() for _ in range(2))
-    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ya, yb = batchnorm_relu(xa, ours), torch.relu(theirs(xb))
-    torch.testing.assert_close(ya, yb)
-    w = torch.randn(ya.shape, generator=gen, dtype=torch.float64)
-    (ya * w).sum().backward()
-    (yb * w).sum().backward()
-    torch.testing.assert_close(xa.grad, xb.grad)
-    for key, value in theirs.state_dict().items():  # running mean, var, batches tracked
-        torch.testing.assert_close(ours.state_dict()[key], value)
-    ours.eval(), theirs.eval()
-    torch.testing.assert_close(batchnorm_relu(x, ours), torch.relu(theirs(x)))
-
-
 @pytest.mark.parametrize("name", ["alexnet-small", "inception-small", "resnet18-k2", "mlp-1x512"])
 def test_optimize_for_training_keeps_parameters_and_results(name):
     gen = torch.Generator().manual_seed(0)

@@ -82,62 +82,6 @@ class _LRNFunction(torch.autograd.Function):
         return gp.addcmul_(x, w, value=ctx.coef), None, None, None, None
 
 
-def batchnorm_relu(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
-    """relu(bn(x)) for a BatchNorm2d without scale/shift (affine=False); (B, C, H, W).
-
-    In eager training mode with autograd on, this runs `_BatchNormReLUFunction`: the same
-    numbers as `torch.relu(bn(x))` (and the same running-statistics update), but it keeps one
-    tensor for backward instead of two and makes fewer passes over memory. Elsewhere (eval,
-    no_grad, torch.compile, an affine BatchNorm) it is exactly `torch.relu(bn(x))`.
-    """
-    if (
-        bn.training
-        and bn.track_running_stats
-        and not bn.affine
-        and bn.momentum is not None
-        and x.requires_grad
-        and torch.is_grad_enabled()
-        and x.dim() == 4
-        and x.numel() > x.shape[1]  # more than one value per channel
-        and not torch.compiler.is_compiling()
-    ):
-        bn.num_batches_tracked.add_(1)
-        return _BatchNormReLUFunction.apply(x, bn.running_mean, bn.running_var, bn.momentum, bn.eps)
-    return torch.relu(bn(x))
-
-
-class _BatchNormReLUFunction(torch.autograd.Function):
-    """y = relu(xhat), xhat = (x - mean) * r, r = 1 / sqrt(var + eps), batch statistics over
-    (B, H, W) per channel. With gx = g * [xhat > 0] and means over (B, H, W):
-
-        dL/dx = r * (gx - mean(gx) - xhat * mean(gx * xhat)).
-    """
-
-    @staticmethod
-    def forward(ctx, x, running_mean, running_var, momentum, eps):  # type: ignore[override]
-        n = x.numel() // x.shape[1]
-        var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)  # (C,), (C,)
-        r = torch.rsqrt(var + eps)
-        with torch.no_grad():  # PyTorch's update: unbiased variance into running_var
-            running_mean.lerp_(mean, momentum)
-            running_var.lerp_(var * (n / (n - 1)), momentum)
-        shape = (1, -1, 1, 1)
-        xhat = torch.addcmul((-mean * r).view(shape), x, r.view(shape))  # one pass
-        ctx.save_for_backward(xhat, r)
-        return torch.relu(xhat)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, g):  # type: ignore[override]
-        xhat, r = ctx.saved_tensors
-        gx = torch.ops.aten.threshold_backward(g, xhat, 0.0)  # g where xhat > 0, else 0
-        a = gx.mean(dim=(0, 2, 3))
-        b = (gx * xhat).mean(dim=(0, 2, 3))
-        shape = (1, -1, 1, 1)
-        dx = torch.addcmul((-a * r).view(shape), gx, r.view(shape))
-        return dx.addcmul_(xhat, (-b * r).view(shape)), None, None, None, None
-
-
 def dropout_or_identity(p: float) -> nn.Module:
     """nn.Dropout(p) if p > 0, else nn.Identity (no dropout layer is "absent")."""
     return nn.Dropout(p) if p > 0 else nn.Identity()

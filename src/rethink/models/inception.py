@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rethink.models._layers import batchnorm_relu, dropout_or_identity
+from rethink.models._layers import dropout_or_identity
 from rethink.models._registry import register_model
 
 
@@ -29,9 +29,7 @@ class ConvModule(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=False) if bn else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.bn, nn.BatchNorm2d):
-            return batchnorm_relu(self.conv(x), self.bn)
-        return torch.relu(self.conv(x))
+        return torch.relu(self.bn(self.conv(x)))
 
 
 class Inception(nn.Module):
