@@ -52,12 +52,13 @@ def evaluate(
     """Mean cross-entropy over (x (N, C, H, W), y (N,)) in eval mode, and correct (N,) bool."""
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    acc_dtype = torch.float32 if x.device.type == "mps" else torch.float64  # mps: no float64
+    loss_sum = torch.zeros((), dtype=acc_dtype, device=x.device)
     correct = torch.empty(len(y), dtype=torch.bool, device=x.device)
     for i in range(0, len(y), batch_size):
         logits = model(x[i : i + batch_size])  # (B, K)
         yb = y[i : i + batch_size]
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").to(acc_dtype)
         torch.eq(logits.argmax(1), yb, out=correct[i : i + batch_size])
     model.train(was_training)
     return float(loss_sum) / max(len(y), 1), correct
