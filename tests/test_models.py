@@ -260,3 +260,37 @@ def test_compiled_alexnet_trains_like_the_eager_one():
             run.append(loss.item())
         losses.append(run)
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "convnets.py"
+    spec = importlib.util.spec_from_file_location("_bench_convnets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["alexnet-small", "inception-small"])
+def test_models_equal_the_plain_reference_in_bench(name):
+    # bench/convnets.py writes the paper's convnets plainly (torch's own LRN, ReLU before
+    # pooling, NCHW): with the same weights they must compute what rethink's models compute.
+    naive = _bench_module().NAIVE[name]()
+    ours = models.build(name, seed=0)
+    naive.load_state_dict(ours.state_dict())  # strict: the same parameter names and shapes
+    models.optimize_for_training(ours, "cpu", compile=False)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 28, 28, generator=gen)
+    y = torch.randint(0, 10, (4,), generator=gen)
+    losses = []
+    for net in (naive, ours):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    for (pname, a), b in zip(naive.named_parameters(), ours.parameters(), strict=True):
+        if pname.endswith("conv.bias"):  # exactly 0 before BatchNorm: only rounding is left
+            continue
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=pname)
