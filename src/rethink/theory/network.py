@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rethink.errors import RethinkError
+
 
 class SharedDirection(nn.Module):
     """Linear(d, n)-like layer with every weight row equal to `direction`: (B, d) -> (B, n)."""
@@ -65,7 +67,7 @@ def evaluate(
     """model(points) in row batches whose hidden layer stays under `max_bytes` -> (m, k)."""
     x = torch.as_tensor(points)
     if x.dtype == torch.uint8:
-        raise TypeError("scale uint8 images to [0, 1] floats before evaluating")
+        raise RethinkError("scale uint8 images to [0, 1] floats before evaluating the network.")
     hidden = getattr(getattr(model, "hidden", None), "out_features", 1)
     itemsize = next(model.parameters()).element_size()
     rows = max(1, int(max_bytes // (hidden * itemsize * 2)))
