@@ -122,6 +122,8 @@ def curves(runs: pd.DataFrame, epochs: pd.DataFrame, title: str, max_settings: i
         return None
     configs = list(runs.groupby("config", sort=False))[:max_settings]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    if len(configs) > 10:
+        ax.set_prop_cycle(color=plt.cm.tab20(np.linspace(0, 1, 20))[: len(configs)])
     for _, g in configs:
         ep = epochs[epochs["run_id"].isin(g["run_id"])]
         if ep.empty:

@@ -105,7 +105,7 @@ def results_table(runs: pd.DataFrame, name: str) -> Table:
 def _labels(run: pd.Series) -> str:
     if run["kind"] == "partial-labels":
         return f"p={run['corruption.prob']:g}"
-    return {"none": "true"}.get(run["kind"], run["kind"])
+    return {"none": "true labels", "random-labels": "random labels"}.get(run["kind"], run["kind"])
 
 
 def _paper_for(run: pd.Series) -> tuple[float, float, str]:
@@ -140,13 +140,13 @@ def fig1a_table(runs: pd.DataFrame, epochs: pd.DataFrame, name: str) -> Table | 
     rows = []
     for (ds, model), g in sub.groupby(["dataset", "model"], sort=False):
         base_fit, _ = _mean_sd(g.loc[g["kind"] == "none", "r.steps_to_fit"])
-        base_loss = np.nanmean(
-            [_steps_to_loss(epochs, r) for r in g.loc[g["kind"] == "none", "run_id"]] or [np.nan]
+        base_loss = _nanmean(
+            [_steps_to_loss(epochs, r) for r in g.loc[g["kind"] == "none", "run_id"]]
         )
         for kind, k in g.groupby("kind", sort=False):
             fit, fit_sd = _mean_sd(k["r.steps_to_fit"])
             loss_steps = [_steps_to_loss(epochs, r) for r in k["run_id"]]
-            loss_mean = float(np.nanmean(loss_steps)) if np.isfinite(loss_steps).any() else np.nan
+            loss_mean = _nanmean(loss_steps)
             pk = paper.FIG1A_STEPS_TO_LOSS_0_1.get(kind, math.nan)
             rows.append(
                 {
@@ -173,6 +173,11 @@ def fig1a_table(runs: pd.DataFrame, epochs: pd.DataFrame, name: str) -> Table | 
         f"CIFAR-10, batch 128; unverified)."
     )
     return Table(f"{name}-fig1a", f"{name}: Fig. 1a, time to fit", pd.DataFrame(rows), caption)
+
+
+def _nanmean(xs: list[float]) -> float:
+    x = np.asarray(xs, dtype=float)
+    return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
 
 
 def _steps_to_loss(epochs: pd.DataFrame, run_id: str, threshold: float = 0.1) -> float:
@@ -235,7 +240,7 @@ def _fmt(v, sd=None) -> str:
     if isinstance(v, (float, np.floating)):
         if math.isnan(v):
             return "-"
-        digits = 0 if abs(v) >= 1000 else 2
+        digits = 0 if abs(v) >= 100 else 2
         text = f"{v:,.{digits}f}"
         if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
             text += f" ± {sd:,.{digits}f}"

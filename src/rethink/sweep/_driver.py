@@ -146,6 +146,7 @@ def run_sweep(
     own = not isinstance(store, Store)
     st = Store(store) if own else store
     t0 = time.time()
+    unlock = _lock(st.path)
     try:
         done = {r["run_id"] for r in st.runs() if r["status"] in DONE}
         summary = SweepSummary(plan.name, len(plan))
@@ -180,8 +181,31 @@ def run_sweep(
         summary.seconds = time.time() - t0
         return summary
     finally:
+        unlock()
         if own:
             st.close()
+
+
+def _lock(path: Path) -> Callable[[], None]:
+    """One sweep driver per store: an exclusive lock on <store>.lock (freed even by SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        return lambda: None
+    f = open(path.with_name(path.name + ".lock"), "w")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise RethinkError(
+            f"another sweep is writing {path}; wait for it or stop it first."
+        ) from None
+
+    def unlock() -> None:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+    return unlock
 
 
 def _sigterm_as_interrupt() -> Callable[[], None]:

@@ -19,8 +19,10 @@ A sweep file is TOML:
     axes = { seed = [0] }                    # replaces the axes it names
     # include = [...]                        # replaces the include list
 
-Variants are applied over the base, then each axis combination over the variant. Runs whose
-specs normalize to the same run_id are kept once. Nothing here touches a store or trains.
+Each axis combination is applied over the base, then each variant over that (an explicit
+variant wins over an axis that sets the same key). A scale can drop an axis with `key = []`.
+Runs whose specs normalize to the same run_id are kept once, in order. Nothing here touches a
+store or trains.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def plan_from_dict(
             )
         base = {**_flat(base), **_flat(_table(sc.get("base", {}), f"scales.{scale}.base"))}
         axes = {**axes, **_table(sc.get("axes", {}), f"scales.{scale}.axes")}
+        axes = {k: v for k, v in axes.items() if v != []}  # `key = []` drops an axis
         if "include" in sc:
             include = _include_list(sc["include"])
         meta.update({k: str(sc[k]) for k in ("command", "expect", "runtime") if k in sc})
@@ -149,17 +152,21 @@ def expand(
     for variant in variants:
         variant = dict(variant)
         vlabel = variant.pop("label", None)
-        vspec = base_spec.override(variant)
         for combo in itertools.product(*(axes[k] for k in keys)):
-            spec = vspec.override(dict(zip(keys, combo, strict=True)))
-            spec = _checked(spec)
+            setting = dict(zip(keys, combo, strict=True))
+            spec = _checked(base_spec.override(setting).override(variant))
             rid = spec.run_id()
             if rid in runs:
                 continue
             parts = [str(vlabel)] if vlabel else []
-            parts += [f"{k}={_fmt(v)}" for k, v in zip(keys, combo, strict=True)]
+            # name only the axis values the run really has (a variant may override an axis)
+            parts += [f"{k}={_fmt(v)}" for k, v in setting.items() if _has(spec, k, v)]
             runs[rid] = PlannedRun(rid, spec, " ".join(parts) or spec.describe())
     return list(runs.values())
+
+
+def _has(spec: RunSpec, key: str, value: Any) -> bool:
+    return spec.override({key: value}).normalized() == spec
 
 
 def _checked(spec: RunSpec) -> RunSpec:
