@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image
+from test_report import store  # noqa: F401  (the fixture; tests/ is on sys.path)
 
 from rethink.report import write_report
-from tests.test_report import store  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.browser
 
