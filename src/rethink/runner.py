@@ -246,7 +246,7 @@ def load_checkpoint(path: Path, run_id: str) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a torn or foreign file: start the run again rather than fail
         return None
     if not isinstance(state, dict) or state.get("run_id") != run_id:
