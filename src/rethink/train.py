@@ -14,24 +14,24 @@ run on CPU is bit-identical to an uninterrupted one. `fit` knows nothing of stor
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rethink._evaluation import EVAL_BATCH, Evaluator, evaluate
 from rethink.augment import augment
 from rethink.schedules import lr_at
 from rethink.spec import DEFAULT_MAX_EPOCHS, UNTIL_FIT_MAX_EPOCHS, TrainSpec
 
-EVAL_BATCH = 1024  # examples per forward pass when evaluating (no autograd, so memory is small)
+__all__ = ["EVAL_BATCH", "derive_seed", "evaluate", "fit"]
+
 _PROGRESS_EVERY = 8  # batches between progress callbacks
 
 OnEpoch = Callable[[dict[str, Any]], None]
@@ -43,41 +43,6 @@ def derive_seed(seed: int, stream: str) -> int:
     """An independent 63-bit seed for one named random stream ('order', 'dropout', ...)."""
     digest = hashlib.sha256(f"{int(seed)}:{stream}".encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
-
-
-@torch.inference_mode()
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH
-) -> tuple[float, torch.Tensor]:
-    """Mean cross-entropy over (x (N, C, H, W), y (N,)) in eval mode, and correct (N,) bool."""
-    was_training = model.training
-    model.eval()
-    acc_dtype = torch.float32 if x.device.type == "mps" else torch.float64  # mps: no float64
-    loss_sum = torch.zeros((), dtype=acc_dtype, device=x.device)
-    correct = torch.empty(len(y), dtype=torch.bool, device=x.device)
-    for i in range(0, len(y), batch_size):
-        logits = model(x[i : i + batch_size])  # (B, K)
-        yb = y[i : i + batch_size]
-        loss_sum += F.cross_entropy(logits, yb, reduction="sum").to(acc_dtype)
-        torch.eq(logits.argmax(1), yb, out=correct[i : i + batch_size])
-    model.train(was_training)
-    return float(loss_sum) / max(len(y), 1), correct
-
-
-def _eval_record(model: nn.Module, data: Any, changed: torch.Tensor | None) -> dict[str, Any]:
-    train_loss, correct = evaluate(model, data.x_train, data.y_train)
-    test_loss, test_correct = evaluate(model, data.x_test, data.y_test)
-    rec = {
-        "train_loss": train_loss,
-        "train_acc": correct.float().mean().item(),
-        "test_loss": test_loss,
-        "test_acc": test_correct.float().mean().item() if len(test_correct) else float("nan"),
-    }
-    if changed is not None:  # memorization (changed labels) vs learning (unchanged ones)
-        rec["changed_acc"] = correct[changed].float().mean().item()
-        rec["unchanged_acc"] = correct[~changed].float().mean().item()
-    rec["fit"] = bool(correct.all().item())
-    return rec
 
 
 def fit(
@@ -127,7 +92,7 @@ def fit(
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=fork_devices),
-        _Evaluator(model, data, changed, overlap) as evaluator,
+        Evaluator(model, data, changed, overlap) as evaluator,
     ):
         torch.random.default_generator.manual_seed(derive_seed(seed, "dropout"))
         if device.type == "cuda":
@@ -225,41 +190,6 @@ def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -
         "running": running,
         "train_seconds": time.perf_counter() - t0,
     }
-
-
-class _Evaluator:
-    """Evaluates on the training and test sets, in this thread or (overlap) in a worker
-    thread on a private copy of the model, while the caller trains on."""
-
-    def __init__(self, model: nn.Module, data: Any, changed, overlap: bool) -> None:
-        self.data, self.changed, self.overlap = data, changed, overlap
-        self.copy = copy.deepcopy(model) if overlap else None
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rethink-eval") if overlap else None
-        self.threads = torch.get_num_threads()
-
-    def __enter__(self) -> _Evaluator:
-        if self.overlap:
-            torch.set_num_threads(1)  # one core trains, the other evaluates
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-            torch.set_num_threads(self.threads)
-
-    def submit(self, model: nn.Module, snap: dict[str, Any] | None) -> Future:
-        if self.pool is None or snap is None:
-            done: Future = Future()
-            done.set_result(self._run(model))
-            return done
-        self.copy.load_state_dict(snap["model"])
-        return self.pool.submit(self._run, self.copy)
-
-    def _run(self, model: nn.Module) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        rec = _eval_record(model, self.data, self.changed)
-        rec["eval_seconds"] = time.perf_counter() - t0
-        return rec
 
 
 def _has_conv(model: nn.Module) -> bool:
