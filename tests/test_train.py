@@ -213,3 +213,14 @@ def test_overlapped_evaluation_gives_the_sequential_records(until_fit):
 def test_a_loss_threshold_met_before_training_means_zero_epochs():
     r = runner.execute(_spec(until_fit=True, fit_loss=100.0), device="cpu")
     assert r["epochs"] == 0 and r["epochs_to_fit"] == 0 and r["steps_to_fit"] == 0
+
+
+@pytest.mark.slow
+def test_defaults_fit_random_labels_on_mnist_sized_data():
+    # The calibration behind the defaults (docs/training.md): constant lr 0.01, cap 500.
+    spec = RunSpec.from_dict(
+        {"dataset": "mnist-5k", "labels": "random-labels", "model.name": "mlp-1x512"}
+    ).override({"until_fit": True})
+    r = runner.execute(spec, device="cpu")
+    assert r["status"] == "finished" and r["train_acc"] == 1.0
+    assert r["epochs_to_fit"] < spec.normalized().train.max_epochs
