@@ -14,7 +14,7 @@ import pytest
 from rethink.store import Store
 from rethink.sweep import load_sweep, run_sweep
 
-EPOCHS = 12
+EPOCHS = 16
 SWEEP = f"""
 name = "killme"
 [base]
@@ -54,7 +54,7 @@ def _wait_for_checkpoint(proc: subprocess.Popen, db, timeout: float = 120.0) -> 
                     done = c.execute("SELECT COUNT(*) FROM results").fetchone()[0]
             except sqlite3.Error:
                 n, done = 0, 0
-            if n >= 4 and done == 0:
+            if n >= 4 and done < 3:  # a run in flight holds a checkpoint
                 return
         time.sleep(0.05)
     pytest.fail("the sweep never wrote a checkpoint")
@@ -75,7 +75,7 @@ def _check_complete(db, plan) -> dict[str, float]:
         return out
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
+@pytest.mark.parametrize("jobs", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_sigkill_then_restart_finishes_each_run_once(tmp_path, jobs):
     f = tmp_path / "killme.toml"
     f.write_text(SWEEP)
@@ -97,6 +97,7 @@ def test_sigkill_then_restart_finishes_each_run_once(tmp_path, jobs):
     assert resumed == pytest.approx(_check_complete(reference, plan), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_sigint_marks_interrupted_and_resumes(tmp_path):
     f = tmp_path / "killme.toml"
     f.write_text(SWEEP)
