@@ -25,7 +25,10 @@ _CORRUPTION_ALIASES = {
 
 def read_config(path: Path) -> dict[str, Any]:
     """The TOML file at `path` as a dict (sections data/corruption/model/train, or short keys)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package
+        import tomli as tomllib
 
     try:
         text = path.read_bytes()
