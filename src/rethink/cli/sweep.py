@@ -59,7 +59,15 @@ def reproduce_command(
     out = Path(out) if out else Path("results") / plan.name
     store = Path(store) if store else out / "runs.db"
     summary = _run(plan, store, jobs, backend, address, data_dir, device, False, False)
-    written = write_report(store, out, sweeps=[plan.name])
+    note = f"{plan.description} Preset {name}, scale {scale}."
+    if plan.meta.get("expect"):
+        note += f" Expected: {plan.meta['expect']}."
+    if plan.meta.get("runtime"):
+        note += f" Runtime: {plan.meta['runtime']}."
+    if summary is not None:
+        note += f" This sweep: {summary.finished} runs finished, {summary.skipped} skipped, "
+        note += f"{summary.failed} failed in {summary.seconds:.0f} s."
+    written = write_report(store, out, sweeps=[plan.name], notes={plan.name: note})
     if summary is not None and not as_json:
         print(f"report: {out / 'report.html'} ({len(written)} files)")
     if as_json:

@@ -228,11 +228,14 @@ def display_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if col.endswith(" sd"):
             continue
         sd = frame.get(f"{col} sd")
-        out[col] = [_fmt(v, None if sd is None else sd.iloc[i]) for i, v in enumerate(frame[col])]
+        digits = 0 if "steps" in col or col == "epochs" else 2
+        out[col] = [
+            _fmt(v, None if sd is None else sd.iloc[i], digits) for i, v in enumerate(frame[col])
+        ]
     return pd.DataFrame(out)
 
 
-def _fmt(v, sd=None) -> str:
+def _fmt(v, sd=None, digits: int = 2) -> str:
     if isinstance(v, (bool, np.bool_)):
         return "yes" if v else "no"
     if isinstance(v, (int, np.integer)):
@@ -240,7 +243,6 @@ def _fmt(v, sd=None) -> str:
     if isinstance(v, (float, np.floating)):
         if math.isnan(v):
             return "-"
-        digits = 0 if abs(v) >= 100 else 2
         text = f"{v:,.{digits}f}"
         if sd is not None and not (isinstance(sd, float) and math.isnan(sd)):
             text += f" ± {sd:,.{digits}f}"
