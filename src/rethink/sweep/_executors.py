@@ -124,10 +124,14 @@ class LocalExecutor:
                     if pid == w.pid:
                         handle(("error", run_id, f"its worker process died (exit {w.exitcode})"))
                         running.pop(run_id)
-        if not any(w.is_alive() for w in workers) and running:
+        if not any(w.is_alive() for w in workers):
             for run_id in list(running):
                 handle(("error", run_id, "no worker process is left to run it"))
                 running.pop(run_id)
+            while pending:  # recorded as failed rather than silently left out
+                run_id, _ = pending.pop(0)
+                prepare(run_id)
+                handle(("error", run_id, "no worker process is left to run it"))
 
 
 def _ray_task(task: tuple, q: Any, opts: dict) -> None:
