@@ -79,7 +79,7 @@ def run_command(
     augment: str = typer.Option(None, "--augment", help="none | crop | flip | crop+flip."),
     dropout: float = typer.Option(None, "--dropout", help="Dropout probability (default 0)."),
     batch_size: int = typer.Option(None, "--batch-size", help="Examples per step (default 128)."),
-    max_epochs: int = typer.Option(None, "--max-epochs", help="Stop after this many epochs."),
+    max_epochs: int = typer.Option(None, "--max-epochs", help="100; 500 with --until-fit."),
     until_fit: bool = typer.Option(
         None, "--until-fit/--no-until-fit", help="Stop once the training set is 100% fit."
     ),
