@@ -22,7 +22,7 @@ _DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 def sweep_command(
     file: str = typer.Argument(..., help="A sweep TOML file (see docs/sweeps.md)."),
     store: str = typer.Option(None, "--store", help="Results store (default runs/<name>.db)."),
-    scale: str = typer.Option(None, "--scale", help="A scale of the file: smoke, cpu, paper... (default cpu)."),
+    scale: str = typer.Option(None, "--scale", help="smoke, cpu, paper... (default cpu)."),
     jobs: int = _JOBS,
     backend: str = _BACKEND,
     address: str = _ADDRESS,
