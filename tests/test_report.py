@@ -178,3 +178,11 @@ def test_paper_numbers_are_complete():
     )
     assert paper.table4_row("alexnet-small", "weight_decay").train is None
     assert not math.isnan(paper.FIG1A_STEPS_TO_LOSS_0_1["random-labels"])
+
+
+def test_report_can_be_limited_to_given_runs(store, tmp_path):
+    with Store(store, readonly=True) as st:
+        ids = [r["run_id"] for r in st.runs(sweep="bc")][:2]
+    write_report(store, tmp_path / "ids", run_ids=ids)
+    table = pd.read_csv(tmp_path / "ids" / "bc-results.csv")
+    assert len(table) == 2 and not (tmp_path / "ids" / "t1-results.csv").exists()

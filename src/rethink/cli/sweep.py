@@ -67,7 +67,8 @@ def reproduce_command(
     if summary is not None:
         note += f" This sweep: {summary.finished} runs finished, {summary.skipped} skipped, "
         note += f"{summary.failed} failed in {summary.seconds:.0f} s."
-    written = write_report(store, out, sweeps=[plan.name], notes={plan.name: note})
+    ids = [r.run_id for r in plan.runs]  # not runs of an older version of the preset
+    written = write_report(store, out, sweeps=[plan.name], run_ids=ids, notes={plan.name: note})
     if summary is not None and not as_json:
         print(f"report: {out / 'report.html'} ({len(written)} files)")
     if as_json:

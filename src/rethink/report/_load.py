@@ -19,15 +19,20 @@ from rethink.store import Store
 
 
 def load_frames(
-    store: Store | str | os.PathLike, sweeps: list[str] | None = None
+    store: Store | str | os.PathLike,
+    sweeps: list[str] | None = None,
+    run_ids: list[str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, epochs) frames of a store, only the given sweeps if any."""
+    """(runs, epochs) frames of a store, only the given sweeps and run_ids if any."""
     own = not isinstance(store, Store)
     st = Store(store, readonly=True) if own else store
     try:
         runs = st.runs()
         if sweeps:
             runs = [r for r in runs if r["sweep"] in sweeps]
+        if run_ids is not None:
+            keep = set(run_ids)
+            runs = [r for r in runs if r["run_id"] in keep]
         ids = {r["run_id"] for r in runs}
         epochs = [e for e in st.all_epochs() if e["run_id"] in ids]
     finally:

@@ -112,6 +112,13 @@ def _paper_for(run: pd.Series) -> tuple[float, float, str]:
     rand = run["kind"] == "random-labels"
     if run["kind"] not in ("none", "random-labels") or run["dropout"]:
         return math.nan, math.nan, ""
+    if run["flip"]:  # Table 1 has no flips; only the appendix's random-label rows do
+        if not rand or run["crop"] or run["wd"]:
+            return math.nan, math.nan, ""
+        r4 = paper.table4_row(run["model"], "flip")
+        if r4 is None:
+            return math.nan, math.nan, ""
+        return r4.train, math.nan, f"appendix{_UNVERIFIED}: {r4.note}"
     row = paper.table1_row(
         run["model"], crop=bool(run["crop"]), weight_decay=bool(run["wd"]), random_labels=rand
     )

@@ -18,13 +18,15 @@ def write_report(
     out: str | os.PathLike,
     *,
     sweeps: list[str] | None = None,
+    run_ids: list[str] | None = None,
     notes: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Write the report of `store` (only `sweeps` if given) into `out`; returns the files.
+    """Write the report of `store` (only `sweeps` / `run_ids` if given) into `out`; returns
+    the files.
 
     `notes` maps a sweep name to a sentence shown under its heading (e.g. the preset's
     expected result)."""
-    runs, epochs = load_frames(store, sweeps)
+    runs, epochs = load_frames(store, sweeps, run_ids)
     if runs.empty:
         which = f" for sweep {', '.join(sweeps)}" if sweeps else ""
         raise RethinkError(f"the store {store} has no runs{which} to report.")
