@@ -294,3 +294,14 @@ def test_models_equal_the_plain_reference_in_bench(name):
         if pname.endswith("conv.bias"):  # exactly 0 before BatchNorm: only rounding is left
             continue
         torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=pname)
+
+
+def test_inception_nobn_keeps_the_signal_scale():
+    # torch's default conv init shrinks the second moment ~6x per conv module; without BN
+    # the 11 modules leave features near zero and SGD stalls at ln(10). He init keeps it O(1).
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 28, 28)
+    model = models.build("inception-small-nobn", (3, 28, 28), 10, seed=0)
+    with torch.no_grad():
+        features = model.body(model.stem(x))
+    assert 0.1 < features.pow(2).mean().item() < 10.0
