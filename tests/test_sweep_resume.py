@@ -14,13 +14,15 @@ import pytest
 from rethink.store import Store
 from rethink.sweep import load_sweep, run_sweep
 
-EPOCHS = 16
+# Enough work (about 2 s of training on an idle 2-core box) that the kill lands mid-sweep;
+# with less, an idle machine finished the whole sweep before the test could see a checkpoint.
+EPOCHS = 40
 SWEEP = f"""
 name = "killme"
 [base]
-data = {{ dataset = "digits", train_size = 300 }}
+data = {{ dataset = "digits" }}
 model = {{ name = "mlp-1x64" }}
-train = {{ max_epochs = {EPOCHS}, lr = 0.05, checkpoint_every = 2 }}
+train = {{ max_epochs = {EPOCHS}, batch_size = 8, lr = 0.05, checkpoint_every = 2 }}
 [axes]
 labels = ["none", "random-labels", "gaussian"]
 """
