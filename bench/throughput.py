@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in (
             naive(baseline, idx_dir, a.n, a.epochs, a.threads),
             rethink_run(a.n, a.epochs, a.threads),
-            rethink_run(a.n, a.epochs, a.threads, overlap=False),
+            rethink_run(a.n, a.epochs, a.threads, overlap=True),
         ):
             if r["loop"] not in best or r["samples_per_s"] > best[r["loop"]]["samples_per_s"]:
                 best[r["loop"]] = r

@@ -71,8 +71,11 @@ def fit(
     final and best accuracies (fractions), losses, seconds of wall time (all attempts).
 
     overlap: evaluate epoch e on a second CPU core while epoch e+1 trains, each with one
-    intra-op thread (None: on CPU with >= 2 threads for models without convolutions). The
-    records are those of a sequential run; if epoch e ends the run, epoch e+1 is undone.
+    intra-op thread. The records are those of a sequential run on one thread; if epoch e ends
+    the run, epoch e+1 is undone. Off by default (None = False): on an idle 2-core machine the
+    sequential loop on 2 threads is faster (bench/throughput.py: 99k vs 55k samples/s for MLP
+    1x512); overlap pays only on a machine whose other core is contended. It trains on one
+    thread, so its float trajectory is that of a 1-thread run, not of the 2-thread default.
     """
     if train.max_epochs is None:  # as RunSpec.normalized() resolves it
         cap = UNTIL_FIT_MAX_EPOCHS if train.until_fit else DEFAULT_MAX_EPOCHS
@@ -87,8 +90,7 @@ def fit(
         model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     order = torch.Generator().manual_seed(derive_seed(seed, "order"))
-    if overlap is None:  # convolutions use two cores well on their own; small GEMMs do not
-        overlap = device.type == "cpu" and torch.get_num_threads() >= 2 and not _has_conv(model)
+    overlap = bool(overlap) and device.type == "cpu" and torch.get_num_threads() >= 2
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=fork_devices),
@@ -191,9 +193,6 @@ def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -
         "train_seconds": time.perf_counter() - t0,
     }
 
-
-def _has_conv(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
 def _on_device(data: Any, device: torch.device) -> Any:
