@@ -33,3 +33,10 @@ def test_rethink_error_is_one_line(monkeypatch, capsys):
         assert e.code == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: something specific was wrong."
+
+
+def test_public_api_is_importable_from_the_top():
+    import rethink
+
+    for name in rethink.__all__:
+        assert getattr(rethink, name) is not None
