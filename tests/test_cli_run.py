@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from rethink.cli import main
 from rethink.store import Store
@@ -15,12 +14,7 @@ from rethink.store import Store
 ARGS = ["--dataset", "digits", "--train-size", "300", "--model", "mlp-1x64", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _main(argv, capsys):

@@ -11,20 +11,13 @@ import textwrap
 import time
 
 import pytest
-import torch
 
 from rethink import runner
 from rethink.errors import RethinkError
 from rethink.spec import RunSpec
 from rethink.store import Store
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 BASE = {"dataset": "digits", "train_size": 512, "model.name": "mlp-1x128", "lr": 0.05}

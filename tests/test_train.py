@@ -14,14 +14,7 @@ from rethink.schedules import lr_at
 from rethink.spec import RunSpec, TrainSpec
 from rethink.train import evaluate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models are overhead-bound: one thread is faster and immune to a busy machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _spec(**kw) -> RunSpec:

@@ -270,7 +270,7 @@ class Store:
         runs = []
         for r in self.runs():
             flat = {k: v for k, v in r.items() if k not in ("spec", "result", "versions")}
-            flat.update(_flatten_spec(r["spec"]))
+            flat.update(flatten_spec(r["spec"]))
             runs.append(flat)
         written = []
         for name, rows in (
@@ -326,11 +326,12 @@ def _with_extra(row: sqlite3.Row) -> dict[str, Any]:
     return d
 
 
-def _flatten_spec(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_spec(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}: a stored spec as dotted columns."""
     out: dict[str, Any] = {}
     for k, v in spec.items():
         if isinstance(v, dict):
-            out.update(_flatten_spec(v, f"{prefix}{k}."))
+            out.update(flatten_spec(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from rethink.store import Store
+from rethink.store import Store, flatten_spec
 
 
 def load_frames(
@@ -53,7 +53,7 @@ def _runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
             "error": r["error"],
             "spec_json": json.dumps(spec, indent=1, sort_keys=True),
         }
-        row.update(_flatten(spec))
+        row.update(flatten_spec(spec))
         for k, v in (r["result"] or {}).items():
             if k != "run_id" and not isinstance(v, (dict, list)):
                 row[f"r.{k}"] = v
@@ -73,13 +73,3 @@ def _runs_frame(runs: list[dict[str, Any]]) -> pd.DataFrame:
     df["wd"] = df["train.weight_decay"] > 0
     df["dropout"] = df["model.dropout"] > 0
     return df
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
