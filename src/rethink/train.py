@@ -194,7 +194,6 @@ def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -
     }
 
 
-
 def _on_device(data: Any, device: torch.device) -> Any:
     if data.x_train.device == device:
         return data
