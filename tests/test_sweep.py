@@ -174,3 +174,26 @@ def test_bad_options_exit_2(tmp_path, capsys):
             main(["sweep", str(f), "--store", str(tmp_path / "o.db"), *args])
         assert exc.value.code == 2
     assert not (tmp_path / "o.db").exists()
+
+
+def test_sweep_resumes_like_rethink_run_and_never_from_a_final_checkpoint(tmp_path):
+    # A driver killed after a run's last checkpoint but before its result was stored leaves
+    # a `final` checkpoint: like `rethink run`, the sweep starts that run over instead.
+    from rethink import runner
+    from rethink.sweep._driver import _Writer
+
+    plan = load_sweep(_sweep_file(tmp_path, {"seed": [0]}))
+    (run,) = plan.runs
+    states = []
+    runner.execute(run.spec, on_checkpoint=lambda epoch, state: states.append(state))
+    with Store(tmp_path / "s.db") as st:
+        writer = _Writer(st, plan, None)
+        ckpt = st.checkpoint_path(run.run_id)
+        runner.save_checkpoint(ckpt, states[0])  # mid-run: resumed from
+        assert not states[0].get("final")
+        assert writer.prepare(run.run_id) == str(ckpt)
+        runner.save_checkpoint(ckpt, states[-1])  # the run's end: started over
+        assert states[-1].get("final")
+        assert writer.prepare(run.run_id) is None
+        ckpt.write_bytes(b"torn")  # unreadable: started over, no error
+        assert writer.prepare(run.run_id) is None

@@ -58,19 +58,12 @@ class _Writer:
         """Mark the run running; returns its checkpoint path if it has one."""
         run = self.specs[run_id]
         ckpt = self.store.checkpoint_path(run_id)
-        resume: str | None = None
-        if ckpt.is_file():
-            from rethink.sweep._worker import load_checkpoint
+        # The same rules as `rethink run`: a missing, torn, foreign or final checkpoint
+        # means the run starts over.
+        from rethink.runner import load_checkpoint
 
-            try:
-                state = load_checkpoint(str(ckpt))
-                if state.get("run_id", run_id) != run_id:
-                    raise ValueError("another run's checkpoint")
-                epoch, resume = int(state["epoch"]), str(ckpt)
-            except Exception:  # a torn or foreign file: start over rather than fail
-                epoch = -1
-        else:
-            epoch = -1
+        state = load_checkpoint(ckpt, run_id)
+        epoch, resume = (int(state["epoch"]), str(ckpt)) if state else (-1, None)
         self.store.truncate_epochs(run_id, epoch)
         self.store.begin_run(
             run_id, run.spec.normalized().to_dict(), sweep=self.plan.name, label=run.label

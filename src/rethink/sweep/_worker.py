@@ -38,7 +38,7 @@ def load_checkpoint(blob: bytes | str | os.PathLike | None) -> dict | None:
     import torch
 
     src: Any = io.BytesIO(blob) if isinstance(blob, bytes) else Path(blob)
-    return torch.load(src, map_location="cpu", weights_only=False)
+    return torch.load(src, map_location="cpu", weights_only=True)
 
 
 def dump_checkpoint(state: dict) -> bytes:
