@@ -85,7 +85,7 @@ def naive(baseline: Path, idx_dir: str, n: int, epochs: int, threads: int, until
     return result
 
 
-def rethink_run(n: int, epochs: int, threads: int, *, until_fit=False, overlap=None, test=True):
+def rethink_run(n: int, epochs: int, threads: int, *, until_fit=False, overlap=False, test=True):
     """rethink's engine on the same work, in this process; wall seconds include the data.
     test=False evaluates the training set only, as naive_loop.py does."""
     from rethink import data, models
@@ -106,7 +106,7 @@ def rethink_run(n: int, epochs: int, threads: int, *, until_fit=False, overlap=N
     wall = time.perf_counter() - t0
     torch.set_num_threads(threads)
     steps_s = sum(rec["train_seconds"] for rec in records[1:])
-    label = "rethink" + ("" if overlap is None else f" (overlap={overlap})")
+    label = "rethink" + (" (overlap=True)" if overlap else "")
     return {
         "loop": label + ("" if test else " (train-set eval only)"),
         "epochs": r["epochs"],

@@ -57,7 +57,7 @@ def fit(
     on_checkpoint: OnCheckpoint | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
-    overlap: bool | None = None,
+    overlap: bool = False,
 ) -> dict[str, Any]:
     """Train `model` on `data` under `train` (a normalized TrainSpec: lr resolved).
 
@@ -72,7 +72,7 @@ def fit(
 
     overlap: evaluate epoch e on a second CPU core while epoch e+1 trains, each with one
     intra-op thread. The records are those of a sequential run on one thread; if epoch e ends
-    the run, epoch e+1 is undone. Off by default (None = False): on an idle 2-core machine the
+    the run, epoch e+1 is undone. Off by default: on an idle 2-core machine the
     sequential loop on 2 threads is faster (bench/throughput.py: 99k vs 55k samples/s for MLP
     1x512); overlap pays only on a machine whose other core is contended. It trains on one
     thread, so its float trajectory is that of a 1-thread run, not of the 2-thread default.
@@ -90,7 +90,7 @@ def fit(
         model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     order = torch.Generator().manual_seed(derive_seed(seed, "order"))
-    overlap = bool(overlap) and device.type == "cpu" and torch.get_num_threads() >= 2
+    overlap = overlap and device.type == "cpu" and torch.get_num_threads() >= 2
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with (
         torch.random.fork_rng(devices=fork_devices),
