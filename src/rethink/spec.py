@@ -29,6 +29,14 @@ CORRUPTIONS = (
     "shuffled-pixels",
     "random-pixels",
     "gaussian",
+    # real human label noise: the CIFAR-10N re-annotations (cifar10 / cifar10-jpeg only)
+    "cifar10n-aggre",
+    "cifar10n-worst",
+    "cifar10n-random1",
+    "cifar10n-random2",
+    "cifar10n-random3",
+    # synthetic class-dependent noise drawn from a transition matrix (corruption.matrix)
+    "noise-matrix",
 )
 PREPROCESS = ("standardize", "paper", "unit")
 SCHEDULES = ("constant", "paper", "exponential", "step", "cosine")
@@ -54,6 +62,9 @@ class CorruptionSpec:
     kind: str = "none"
     prob: float = 0.0  # partial-labels only: chance that a label is redrawn uniformly
     corrupt_test: bool = False  # apply label/pixel corruptions to the test split too
+    # noise-matrix only: a human noise's name (e.g. "cifar10n-worst": its class-transition
+    # matrix) or the path of a K x K row-stochastic matrix (.npy or .csv)
+    matrix: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class TrainSpec:
     until_fit: bool = False  # stop once a full eval pass over the training set is 100% correct
     fit_loss: float | None = None  # ... or once the training loss is below this
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
+    record_examples: bool = False  # per-example records (correct, margin, loss, pred) per epoch
 
 
 @dataclass(frozen=True)

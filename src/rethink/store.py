@@ -132,6 +132,12 @@ class Store:
         self.close()
 
     @property
+    def db(self) -> sqlite3.Connection:
+        """The open SQLite connection (for modules that keep their own tables in the store:
+        rethink.dynamics, rethink.measures). Write inside `with store.db:`."""
+        return self._db
+
+    @property
     def checkpoint_dir(self) -> Path:
         return self.path.with_name(self.path.name + ".ckpt")
 
