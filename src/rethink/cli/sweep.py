@@ -32,9 +32,9 @@ def sweep_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Run every run of a sweep file; finished runs are skipped, unfinished ones resume."""
-    from rethink.sweep import load_sweep
+    from rethink.sweep import load_sweep, preset_path
 
-    plan = load_sweep(file, scale=scale)
+    plan = load_sweep(preset_path(file), scale=scale)
     _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json)
 
 

@@ -43,7 +43,7 @@ else:  # pragma: no cover
 
 _TOP_KEYS = {"name", "description", "command", "expect", "runtime", "base", "axes", "include"}
 _SCALE_KEYS = {"description", "command", "expect", "runtime", "base", "axes", "include"}
-PRESET_DIR = Path(__file__).resolve().parents[3] / "presets"
+PRESET_DIR = Path(__file__).resolve().parents[1] / "presets"  # shipped in the wheel
 
 
 @dataclass(frozen=True)
