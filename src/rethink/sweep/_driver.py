@@ -104,7 +104,6 @@ class _Writer:
     def _end(self, run_id: str, status: str) -> None:
         self.active.discard(run_id)
         self.final[run_id] = status
-        self.store.checkpoint_path(run_id).unlink(missing_ok=True) if status in DONE else None
         self._event("end", run_id, status=status)
 
     def _event(self, kind: str, run_id: str, **kw: Any) -> None:
