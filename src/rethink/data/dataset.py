@@ -76,7 +76,10 @@ def subset(ds: Dataset, train_size: int, seed: int = 0) -> Dataset:
         raise RethinkError(
             f"--train-size must be between 1 and {n} for {ds.name}, got {train_size}."
         )
-    idx = stratified_indices(ds.y_train.numpy(), train_size, np.random.default_rng(seed))
+    from rethink.spec import derive_seed
+
+    rng = np.random.default_rng(derive_seed(seed, "subset"))  # the run's one seed helper
+    idx = stratified_indices(ds.y_train.numpy(), train_size, rng)
     index = torch.from_numpy(idx)
     prov = dict(ds.provenance, train_subset={"size": train_size, "seed": seed, "of": n})
     return dataclasses.replace(

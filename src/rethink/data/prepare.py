@@ -7,7 +7,6 @@ of the training set as corrupted, i.e. of what the model is trained on).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -41,10 +40,11 @@ class Prepared:
 
 
 def corruption_generator(seed: int) -> torch.Generator:
-    """A generator for the corruption, derived from `seed` through a hash so that its stream
-    is independent of other uses of the same seed (weight init, batch order)."""
-    digest = hashlib.blake2b(f"rethink/corruption/{int(seed)}".encode(), digest_size=8).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest, "big") >> 1)
+    """The corruption's generator for a run seed: rethink.spec.derive_seed(seed, "corruption"),
+    independent of the run's other streams (weight init, batch order, dropout, subset)."""
+    from rethink.spec import derive_seed
+
+    return torch.Generator().manual_seed(derive_seed(seed, "corruption"))
 
 
 def prepare(

@@ -28,11 +28,15 @@ def load_flat(
     corrupt_prob: float = 0.0,
     seed: int = 0,
     data_dir: str | None = None,
+    subset_seed: int = 0,
 ) -> FlatData:
-    """Load `name` with rethink.data, corrupt it with `seed`, scale to [0, 1] and flatten."""
+    """Load `name` with rethink.data, corrupt it with `seed`, scale to [0, 1] and flatten.
+
+    The subset and the corruption follow RunSpec's seeds: `subset_seed` picks the training
+    subset (as data.subset_seed does), `seed` draws the corruption (as a run's seed does)."""
     from rethink.data import load, prepare
 
-    ds = load(name, data_dir=data_dir, train_size=train_size, subset_seed=seed)
+    ds = load(name, data_dir=data_dir, train_size=train_size, subset_seed=subset_seed)
     prep = prepare(
         ds, preprocess="unit", corruption=corruption, corrupt_prob=corrupt_prob, seed=seed
     )
