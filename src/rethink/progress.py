@@ -1,0 +1,414 @@
+"""Progress displays for a run and a sweep: long work is never silent.
+
+Three renderings of the same events, chosen by `mode`:
+
+- "terminal": a rich progress bar (epochs of a run, runs of a sweep) with an ETA;
+- "plain": one line per epoch of a run, one line per finished, skipped or resumed run of a
+  sweep (for nohup, CI and log files, where a bar would be noise);
+- "notebook": tqdm.auto (a widget in Jupyter);
+- "quiet": nothing.
+
+"auto" (the default) picks "notebook" inside a Jupyter kernel, "terminal" when the stream is
+a TTY, "plain" otherwise. The stream defaults to stderr, so stdout stays free for --json.
+
+    >>> from rethink.progress import RunProgress
+    >>> with RunProgress("mlp-1x512 random labels", max_epochs=200) as p:  # doctest: +SKIP
+    ...     p.start(resumed_from=None)
+    ...     for record in records:          # each record as the engine yields it
+    ...         p.epoch(record)
+    ...     p.end("finished", result)
+
+ETAs: a run's is the mean wall seconds of the epochs trained so far (in this process) times
+the epochs left to `max_epochs` (the until-fit cap: a run that fits earlier ends sooner, so
+the ETA is an upper bound for until-fit runs). A sweep's is the wall time since its first
+run started divided by the runs finished since, times the runs left (skipped runs are not
+counted as work), which accounts for parallel workers. See docs/progress.md.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any, TypedDict
+
+MODES = ("auto", "terminal", "plain", "notebook", "quiet")
+
+
+class EpochRecord(TypedDict, total=False):
+    """What `on_epoch(record)` receives once per epoch (epoch 0: the evaluation before any
+    training). Accuracies are fractions; test_loss / test_acc are None on epochs where the
+    test set was not evaluated; seconds is this epoch's wall time."""
+
+    epoch: int
+    step: int
+    train_loss: float
+    train_acc: float
+    test_loss: float | None
+    test_acc: float | None
+    lr: float
+    seconds: float
+
+
+OnEpoch = Callable[[EpochRecord], None]
+"""The callback type of `rethink.run(..., on_epoch=...)`: called with each epoch's record as
+soon as the epoch ends (after the store holds it)."""
+
+
+# ---- formatting ---------------------------------------------------------------------------
+def format_duration(seconds: float | None) -> str:
+    """'-' for unknown, else '4.2s', '45s', '3m05s', '2h07m'."""
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        return "-"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _pct(v: Any) -> str:
+    return "-" if not _finite(v) else f"{100 * float(v):.2f}%"
+
+
+def _num(v: Any) -> str:
+    return "-" if not _finite(v) else f"{float(v):.4f}"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def run_eta(epoch_seconds: list[float], epochs_left: int) -> float | None:
+    """Seconds left: mean measured epoch time x epochs left; None before any measurement."""
+    if epochs_left <= 0:
+        return 0.0
+    measured = [s for s in epoch_seconds if _finite(s)]
+    if not measured:
+        return None
+    return sum(measured) / len(measured) * epochs_left
+
+
+def sweep_eta(elapsed: float, finished: int, left: int) -> float | None:
+    """Seconds left: wall time per finished run (elapsed / finished) x runs left."""
+    if left <= 0:
+        return 0.0
+    if finished <= 0:
+        return None
+    return elapsed / finished * left
+
+
+def _in_notebook() -> bool:
+    if "IPython" not in sys.modules:  # never import IPython just to look
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def resolve_mode(mode: str, stream: IO[str]) -> str:
+    """The concrete mode for `mode` ("auto" decided from the environment and `stream`)."""
+    if mode not in MODES:
+        from rethink.errors import RethinkError
+
+        raise RethinkError(f"unknown progress mode {mode!r}; use one of {', '.join(MODES)}.")
+    if mode != "auto":
+        return mode
+    if _in_notebook():
+        return "notebook"
+    isatty = getattr(stream, "isatty", None)
+    return "terminal" if isatty is not None and isatty() else "plain"
+
+
+def _console(stream: IO[str], mode: str):
+    from rich.console import Console
+
+    return Console(file=stream, force_terminal=mode == "terminal", highlight=False)
+
+
+class _Display:
+    """Shared plumbing: the stream, the concrete mode, context-manager behaviour."""
+
+    def __init__(self, stream: IO[str] | None, mode: str) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.mode = resolve_mode(mode, self.stream)
+        self._closed = False
+
+    def _line(self, text: str) -> None:
+        if self.mode == "plain":
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:  # overridden
+        self._closed = True
+
+
+# ---- one run ------------------------------------------------------------------------------
+class RunProgress(_Display):
+    """Progress of one run: `start`, then `epoch` per record, then `end`; `close` always."""
+
+    def __init__(
+        self,
+        label: str,
+        max_epochs: int,
+        *,
+        stream: IO[str] | None = None,
+        mode: str = "auto",
+    ) -> None:
+        super().__init__(stream, mode)
+        self.label = label
+        self.max_epochs = int(max_epochs)
+        self.epoch_seconds: list[float] = []
+        self._bar = None
+        self._task = None
+
+    def start(self, resumed_from: int | None = None) -> None:
+        """The run begins (fresh, or resumed after epoch `resumed_from`)."""
+        done = resumed_from or 0
+        how = f"resumed from epoch {resumed_from}" if resumed_from is not None else "started"
+        self._line(f"{self.label}: {how}, at most {self.max_epochs} epochs")
+        if self.mode == "terminal":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("epochs  {task.fields[metrics]}  eta {task.fields[eta]}"),
+                console=_console(self.stream, self.mode),
+                transient=False,
+            )
+            self._bar.start()
+            if resumed_from is not None:
+                self._bar.console.print(f"{self.label}: {how}", markup=False)
+            self._task = self._bar.add_task(
+                self.label, total=self.max_epochs, completed=done, metrics="", eta="-"
+            )
+        elif self.mode == "notebook":
+            from tqdm.auto import tqdm
+
+            kw = {} if self.stream is sys.stderr else {"file": self.stream}
+            self._bar = tqdm(
+                total=self.max_epochs, initial=done, desc=self.label, unit="epoch", **kw
+            )
+
+    def eta(self, epoch: int) -> float | None:
+        """Seconds left after `epoch`, from the epochs measured so far."""
+        return run_eta(self.epoch_seconds, self.max_epochs - epoch)
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """One finished epoch (a record as the engine yields it)."""
+        epoch = int(record["epoch"])
+        if epoch > 0 and _finite(record.get("seconds")):  # epoch 0 only evaluates
+            self.epoch_seconds.append(float(record["seconds"]))
+        eta = format_duration(self.eta(epoch))
+        if self.mode == "plain":
+            self._line(self.format_epoch(record, eta))
+        elif self.mode == "terminal" and self._bar is not None:
+            self._bar.update(self._task, completed=epoch, metrics=_short(record), eta=eta)
+        elif self.mode == "notebook" and self._bar is not None:
+            self._bar.n = epoch
+            self._bar.set_postfix_str(f"{_short(record)} eta {eta}", refresh=True)
+
+    def format_epoch(self, record: dict[str, Any], eta: str) -> str:
+        """The plain line of one epoch."""
+        return (
+            f"{self.label}: epoch {record['epoch']}/{self.max_epochs}"
+            f"  train loss {_num(record.get('train_loss'))} acc {_pct(record.get('train_acc'))}"
+            f"  test loss {_num(record.get('test_loss'))} acc {_pct(record.get('test_acc'))}"
+            f"  {format_duration(record.get('seconds'))}  eta {eta}"
+        )
+
+    def end(self, status: str, result: dict[str, Any]) -> None:
+        """The run ended with `status` and its result row."""
+        text = f"{self.label}: {status}, {format_result(result)}"
+        if self.mode == "plain":
+            self._line(text)
+        elif self.mode == "terminal" and self._bar is not None:
+            epochs = result.get("epochs")
+            if _finite(epochs):
+                self._bar.update(self._task, completed=int(epochs), eta=format_duration(0))
+            self._bar.console.print(text, markup=False)
+        elif self.mode == "notebook" and self._bar is not None:
+            self._bar.set_postfix_str(f"{status}", refresh=True)
+
+    def close(self) -> None:
+        if self._bar is not None and not self._closed:
+            if self.mode == "terminal":
+                self._bar.stop()
+            else:
+                self._bar.close()
+        super().close()
+
+
+def _short(record: dict[str, Any]) -> str:
+    return f"train acc {_pct(record.get('train_acc'))} test acc {_pct(record.get('test_acc'))}"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """'57 epochs, fit at epoch 52, test acc 10.12%, 3m12s' from a result row."""
+    fit = result.get("epochs_to_fit")
+    return (
+        f"{result.get('epochs', '-')} epochs, "
+        + (f"fit at epoch {fit}" if fit is not None else "not fit")
+        + f", test acc {_pct(result.get('test_acc'))}, {format_duration(result.get('seconds'))}"
+    )
+
+
+def run_progress(
+    progress: bool | str | RunProgress | None,
+    label: str,
+    max_epochs: int,
+    *,
+    stream: IO[str] | None = None,
+) -> RunProgress:
+    """The display behind `rethink.run(..., progress=...)`: True -> "auto", False or None ->
+    "quiet", a mode name -> that mode, a RunProgress -> itself."""
+    if isinstance(progress, RunProgress):
+        return progress
+    if progress is True:
+        mode = "auto"
+    elif progress is False or progress is None:
+        mode = "quiet"
+    else:
+        mode = str(progress)
+    return RunProgress(label, max_epochs, stream=stream, mode=mode)
+
+
+# ---- a sweep ------------------------------------------------------------------------------
+class SweepProgress(_Display):
+    """Progress of a sweep of `total` runs: skipped / started / epoch / finished events."""
+
+    def __init__(
+        self,
+        name: str,
+        total: int,
+        *,
+        stream: IO[str] | None = None,
+        mode: str = "auto",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(stream, mode)
+        self.name = name
+        self.total = int(total)
+        self.clock = clock
+        self.n_skipped = 0
+        self.n_finished = 0
+        self._t0: float | None = None
+        self._bar = None
+        self._task = None
+        self._run_tasks: dict[str, Any] = {}
+        if self.mode == "terminal":
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=_console(self.stream, self.mode),
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(f"sweep {name}", total=self.total, info="runs")
+        elif self.mode == "notebook":
+            from tqdm.auto import tqdm
+
+            kw = {} if self.stream is sys.stderr else {"file": self.stream}
+            self._bar = tqdm(total=self.total, desc=f"sweep {name}", unit="run", **kw)
+
+    @property
+    def done(self) -> int:
+        return self.n_skipped + self.n_finished
+
+    def eta(self) -> float | None:
+        """Seconds left for the runs not yet finished, from the finished runs' wall time."""
+        elapsed = 0.0 if self._t0 is None else self.clock() - self._t0
+        return sweep_eta(elapsed, self.n_finished, self.total - self.done)
+
+    def _say(self, text: str) -> None:
+        if self.mode == "plain":
+            self._line(text)
+        elif self.mode == "terminal":
+            self._bar.console.print(text, markup=False)
+        elif self.mode == "notebook":
+            self._bar.write(text)
+
+    def _advance(self) -> None:
+        eta = format_duration(self.eta())
+        if self.mode == "terminal":
+            self._bar.update(self._task, completed=self.done, info=f"runs  eta {eta}")
+        elif self.mode == "notebook":
+            self._bar.n = self.done
+            self._bar.set_postfix_str(f"eta {eta}", refresh=True)
+
+    def skipped(self, run_label: str, run_id: str) -> None:
+        """A run already done in the store (not run again)."""
+        self.n_skipped += 1
+        self._say(f"{self.name}: skipped {run_id} ({run_label}), already done")
+        self._advance()
+
+    def started(self, run_label: str, run_id: str, resumed_from: int | None = None) -> None:
+        """A run begins (fresh, or resumed after epoch `resumed_from`)."""
+        if self._t0 is None:
+            self._t0 = self.clock()
+        if resumed_from is not None:
+            self._say(f"{self.name}: resumed {run_id} ({run_label}) from epoch {resumed_from}")
+        if self.mode == "terminal":
+            self._run_tasks[run_id] = self._bar.add_task(f"  {run_label}"[:48], total=None, info="")
+
+    def epoch(self, run_id: str, record: dict[str, Any]) -> None:
+        """A run's epoch ended (shown only on a terminal, under the sweep's bar)."""
+        task = self._run_tasks.get(run_id)
+        if self.mode == "terminal" and task is not None:
+            self._bar.update(task, info=f"epoch {record['epoch']}  {_short(record)}")
+
+    def finished(
+        self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
+    ) -> None:
+        """A run ended with `status`; result has epochs, epochs_to_fit, test_acc, seconds."""
+        self.n_finished += 1
+        task = self._run_tasks.pop(run_id, None)
+        if task is not None:
+            self._bar.remove_task(task)
+        eta = format_duration(self.eta())
+        self._say(
+            f"{self.name} [{self.done}/{self.total}]: {run_id} ({run_label}) {status}, "
+            f"{format_result(result or {})}; sweep eta {eta}"
+        )
+        self._advance()
+
+    def close(self) -> None:
+        if self._bar is not None and not self._closed:
+            if self.mode == "terminal":
+                self._bar.stop()
+            else:
+                self._bar.close()
+        super().close()
+
+
+__all__ = [
+    "MODES",
+    "EpochRecord",
+    "OnEpoch",
+    "RunProgress",
+    "SweepProgress",
+    "format_duration",
+    "format_result",
+    "resolve_mode",
+    "run_eta",
+    "run_progress",
+    "sweep_eta",
+]

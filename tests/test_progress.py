@@ -1,0 +1,162 @@
+"""Progress displays: exact plain lines off a terminal, ETA arithmetic, quiet, rich and tqdm."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from rethink.errors import RethinkError
+from rethink.progress import (
+    RunProgress,
+    SweepProgress,
+    format_duration,
+    resolve_mode,
+    run_eta,
+    run_progress,
+    sweep_eta,
+)
+
+
+def _rec(epoch, seconds=2.0, test_acc=0.5):
+    return {
+        "epoch": epoch,
+        "step": 10 * epoch,
+        "train_loss": 2.0 / (epoch + 1),
+        "train_acc": 0.1 * epoch,
+        "test_loss": None if test_acc is None else 1.5,
+        "test_acc": test_acc,
+        "lr": 0.01,
+        "seconds": seconds,
+    }
+
+
+_RESULT = {"epochs": 3, "epochs_to_fit": 3, "test_acc": 0.4211, "seconds": 185.0}
+
+
+def test_run_plain_lines_exactly():
+    s = io.StringIO()
+    with RunProgress("mlp rl", 10, stream=s) as p:  # a StringIO is not a TTY: plain
+        assert p.mode == "plain"
+        p.start(None)
+        p.epoch(_rec(0, seconds=0.5))
+        p.epoch(_rec(1, seconds=2.0))
+        p.epoch(_rec(2, seconds=4.0, test_acc=None))  # test not evaluated this epoch
+        p.end("finished", _RESULT)
+    assert s.getvalue().splitlines() == [
+        "mlp rl: started, at most 10 epochs",
+        "mlp rl: epoch 0/10  train loss 2.0000 acc 0.00%  test loss 1.5000 acc 50.00%  0.5s  eta -",
+        "mlp rl: epoch 1/10  train loss 1.0000 acc 10.00%  test loss 1.5000 acc 50.00%  2.0s"
+        "  eta 18s",
+        "mlp rl: epoch 2/10  train loss 0.6667 acc 20.00%  test loss - acc -  4.0s  eta 24s",
+        "mlp rl: finished, 3 epochs, fit at epoch 3, test acc 42.11%, 3m05s",
+    ]
+
+
+def test_resumed_run_says_from_which_epoch():
+    s = io.StringIO()
+    p = RunProgress("x", 5, stream=s, mode="plain")
+    p.start(resumed_from=3)
+    p.epoch(_rec(4, seconds=10.0))
+    p.close()
+    lines = s.getvalue().splitlines()
+    assert lines[0] == "x: resumed from epoch 3, at most 5 epochs"
+    assert lines[1].endswith("10s  eta 10s")
+
+
+def test_eta_arithmetic():
+    assert run_eta([], 5) is None
+    assert run_eta([2.0, 4.0], 10) == pytest.approx(30.0)
+    assert run_eta([2.0, float("nan")], 3) == pytest.approx(6.0)
+    assert run_eta([2.0], 0) == 0.0
+    assert sweep_eta(100.0, 0, 4) is None
+    assert sweep_eta(100.0, 4, 6) == pytest.approx(150.0)
+    assert sweep_eta(100.0, 4, 0) == 0.0
+    assert [format_duration(x) for x in (None, 0, 45.4, 185, 7620, float("inf"))] == [
+        "-",
+        "0.0s",
+        "45s",
+        "3m05s",
+        "2h07m",
+        "-",
+    ]
+
+
+def test_sweep_plain_lines_exactly():
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("fig1a", 4, stream=s, clock=lambda: now[0])
+    sp.skipped("true labels seed=0", "aaaa")
+    sp.started("random labels seed=0", "bbbb", None)
+    sp.epoch("bbbb", _rec(1))  # nothing off a terminal
+    now[0] = 60.0
+    sp.finished("random labels seed=0", "bbbb", "finished", _RESULT)
+    sp.started("gaussian seed=0", "cccc", 7)
+    now[0] = 90.0
+    sp.finished("gaussian seed=0", "cccc", "diverged", {"epochs": 9, "seconds": 30.0})
+    sp.close()
+    assert s.getvalue().splitlines() == [
+        "fig1a: skipped aaaa (true labels seed=0), already done",
+        "fig1a [2/4]: bbbb (random labels seed=0) finished, 3 epochs, fit at epoch 3, "
+        "test acc 42.11%, 3m05s; sweep eta 2m00s",
+        "fig1a: resumed cccc (gaussian seed=0) from epoch 7",
+        "fig1a [3/4]: cccc (gaussian seed=0) diverged, 9 epochs, not fit, test acc -, 30s; "
+        "sweep eta 45s",
+    ]
+    assert sp.eta() == pytest.approx(45.0)
+
+
+def test_quiet_prints_nothing():
+    s = io.StringIO()
+    with RunProgress("x", 3, stream=s, mode="quiet") as p:
+        p.start(None)
+        p.epoch(_rec(1))
+        p.end("finished", _RESULT)
+    with SweepProgress("s", 2, stream=s, mode="quiet") as sp:
+        sp.skipped("a", "1")
+        sp.started("b", "2", 1)
+        sp.finished("b", "2", "finished", _RESULT)
+    assert s.getvalue() == ""
+    assert run_progress(False, "x", 3, stream=s).mode == "quiet"
+    assert run_progress(True, "x", 3, stream=s).mode == "plain"
+
+
+def test_rich_terminal_renders():
+    s = io.StringIO()
+    with RunProgress("mlp rl", 4, stream=s, mode="terminal") as p:
+        p.start(resumed_from=1)
+        p.epoch(_rec(2))
+        p.end("finished", _RESULT)
+    out = s.getvalue()
+    assert "\x1b[" in out  # rendered with terminal control codes
+    assert "resumed from epoch 1" in out and "finished, 3 epochs" in out
+    s = io.StringIO()
+    with SweepProgress("fig1a", 2, stream=s, mode="terminal") as sp:
+        sp.skipped("a", "r1")
+        sp.started("b", "r2", None)
+        sp.epoch("r2", _rec(1))
+        sp.finished("b", "r2", "finished", _RESULT)
+    out = s.getvalue()
+    assert "sweep fig1a" in out and "2/2" in out and "skipped r1" in out
+
+
+def test_notebook_mode_uses_tqdm():
+    pytest.importorskip("tqdm", reason="tqdm is a dependency of rethink; install it")
+    s = io.StringIO()
+    with RunProgress("nb", 4, stream=s, mode="notebook") as p:
+        p.start(None)
+        p.epoch(_rec(1))
+        p.epoch(_rec(2))
+    out = s.getvalue()
+    assert "nb" in out and "2/4" in out
+
+
+def test_auto_and_bad_mode():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert resolve_mode("auto", io.StringIO()) == "plain"
+    assert resolve_mode("auto", Tty()) == "terminal"
+    with pytest.raises(RethinkError, match="unknown progress mode"):
+        RunProgress("x", 1, mode="loud")
