@@ -116,3 +116,35 @@ def test_subprocess_error_has_no_traceback():
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip() == "error: gamma must be positive for the rbf kernel, got 0.0."
+
+
+def test_expressivity_too_large_is_refused_before_allocating(capsys):
+    """--n 1e10 --d 784 is 57 TiB of points alone: one sentence, no MemoryError traceback."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    code, _, err = _run(["theory", "expressivity", "--n", "10000000000", "--d", "784"], capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert "TiB of memory" in err and "available" in err and "--n" in err
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
+
+
+def test_memory_needed_counts_the_points_and_the_arrays():
+    from rethink.theory import expressivity as E
+
+    base = E.memory_needed(0, 0, 1)
+    # points dominate: 1e10 x 784 float64 is 57 TiB before any array of the construction
+    assert E.memory_needed(10**10, 784, 10) - base > 57 * 2**40
+    assert E.memory_needed(1000, 10, 10) - base == 8 * (1000 * 10 + 1000 * 10 + 14e4 + 1e4)
+
+
+def test_expressivity_table_names_the_parameter_count_and_has_no_empty_rows(capsys):
+    code, out, _ = _run(["theory", "expressivity", "--n", "30", "--d", "5", "--classes", "0",
+                         "--n-test", "0"], capsys)  # fmt: skip
+    assert code == 0
+    assert "parameters d + n + kn" in out and "65 = 5 + 30 + 1 x 30" in out
+    assert "weights per output 2n + d" in out
+    for absent in ("accuracy", "RMSE", "test points", "│ - "):
+        assert absent not in out  # nothing measured, nothing shown
+    code, out, _ = _run(["theory", "expressivity", "--n", "30", "--d", "5"], capsys)
+    assert "train accuracy" in out and "RMSE" not in out

@@ -41,8 +41,9 @@ def expressivity(
     data_dir: str = _DATA_DIR,
     as_json: bool = _JSON,
 ) -> None:
-    """Build Theorem 1's two-layer ReLU network (2n + d weights per output) that fits every
-    training point exactly, verify it, and evaluate it on the test set."""
+    """Build Theorem 1's two-layer ReLU network (d + n + kn parameters: 2n + d for one output)
+    that fits every training point exactly, verify it, and evaluate it on the test set.
+    Refused before anything is allocated if it cannot fit in the memory available."""
     from rethink.theory.runs import expressivity_report
 
     rep = expressivity_report(
@@ -54,22 +55,24 @@ def expressivity(
         print(json.dumps(rep))
         return
     what = rep["label"] if rep["dataset"] else f"{rep['n']:,} random points"
-    _table(
-        f"Theorem 1 on {what} ({rep.get('corruption', 'random targets')})",
-        [
-            ("points n x dimensions d", f"{rep['n']:,} x {rep['d']:,}"),
-            ("parameters (2n + d per output)", f"{rep['params']:,} ({rep['outputs']} outputs)"),
-            ("max |output - target| (module, float64)",
-             f"{rep['max_abs_error']:.3g} on {rep['checked_points']:,} points"),
-            ("smallest diagonal of A (eigenvalue bound)", f"{rep['min_diagonal']:.3g}"),
-            ("largest slope", f"{rep['max_abs_slope']:.3g}"),
-            ("train accuracy", _pct(rep["train_acc"])),
-            ("test accuracy", _pct(rep["test_acc"])),
-            ("test RMSE", "-" if rep["test_rmse"] is None else f"{rep['test_rmse']:.3g}"),
-            ("largest |output| on test points", f"{rep['test_max_abs_output']:.3g}"),
-            ("fit / evaluation seconds", f"{rep['seconds']:.2f} / {rep['eval_seconds']:.1f}"),
-        ],
-    )  # fmt: skip
+    n, d, k = rep["n"], rep["d"], rep["outputs"]
+    rows = [
+        ("points n x dimensions d", f"{n:,} x {d:,}"),
+        ("parameters d + n + kn", f"{rep['params']:,} = {d:,} + {n:,} + {k} x {n:,}"),
+        ("weights per output 2n + d", f"{rep['params_per_output']:,}"),
+        ("max |output - target| (module, float64)",
+         f"{rep['max_abs_error']:.3g} on {rep['checked_points']:,} points"),
+        ("smallest diagonal of A (eigenvalue bound)", f"{rep['min_diagonal']:.3g}"),
+        ("largest slope", f"{rep['max_abs_slope']:.3g}"),
+        ("train accuracy", _pct(rep["train_acc"])),
+        ("test accuracy", _pct(rep["test_acc"])),
+        ("test RMSE", None if rep["test_rmse"] is None else f"{rep['test_rmse']:.3g}"),
+        ("largest |output| on test points",
+         None if rep["test_max_abs_output"] is None else f"{rep['test_max_abs_output']:.3g}"),
+        ("fit / evaluation seconds", f"{rep['seconds']:.2f} / {rep['eval_seconds']:.1f}"),
+    ]  # fmt: skip
+    title = f"Theorem 1 on {what} ({rep.get('corruption', 'random targets')})"
+    _table(title, rows)
 
 
 @theory_app.command("kernel")
@@ -125,11 +128,12 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
+def _pct(v: float | None) -> str | None:
+    return None if v is None else f"{100 * v:.2f}%"
 
 
-def _table(title: str, rows: list[tuple[str, str]]) -> None:
+def _table(title: str, rows: list[tuple[str, str | None]]) -> None:
+    """A two-column table; rows whose value is None (not measured here) are left out."""
     from rich.console import Console
     from rich.table import Table
 
@@ -137,5 +141,6 @@ def _table(title: str, rows: list[tuple[str, str]]) -> None:
     table.add_column(style="bold")
     table.add_column()
     for k, v in rows:
-        table.add_row(k, v)
+        if v is not None:
+            table.add_row(k, v)
     Console().print(table)

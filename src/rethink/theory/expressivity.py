@@ -34,6 +34,7 @@ from scipy.signal import lfilter
 from rethink.errors import RethinkError
 
 _EPS64 = float(np.finfo(np.float64).eps)
+_BLOCK_ROWS = 65_536  # rows of the (n, d) points handled at once by the tie check
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,7 +164,7 @@ def fit_expressivity(
         gaps = np.diff(xs)  # (n-1,)
         # Rounding in <a, z> is ~sqrt(d) eps sum_k |a_k z_k| (a random walk of d roundings);
         # gaps below a few times that cannot be trusted to order the points.
-        size = np.abs(z[order]) @ np.abs(a)  # (n,) sum_k |a_k z_k|
+        size = _abs_projection(z, a)[order]  # (n,) sum_k |a_k z_k|
         scale = np.maximum(size[:-1], size[1:])
         resolvable = 8.0 * np.sqrt(d) * _EPS64 * scale
         tied = np.flatnonzero(gaps <= resolvable)
@@ -175,6 +176,30 @@ def fit_expressivity(
         f"after {max_attempts} random directions some projections were still tied within "
         "float64 rounding; the points are too close together (rescale or deduplicate them)."
     )
+
+
+def _abs_projection(z: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """|z| @ |a| -> (n,), in row blocks so the temporary |z| never exceeds _BLOCK_ROWS rows."""
+    abs_a = np.abs(a)
+    out = np.empty(z.shape[0])
+    for i in range(0, z.shape[0], _BLOCK_ROWS):
+        out[i : i + _BLOCK_ROWS] = np.abs(z[i : i + _BLOCK_ROWS]) @ abs_a
+    return out
+
+
+def memory_needed(n: int, d: int, k: int, n_test: int = 0) -> int:
+    """Bytes `expressivity_report` needs for n points in d dimensions, k outputs (k = 0: one
+    real target) and n_test test points, counting the float64 points themselves.
+
+    (n + n_test) d points, one row block of |z|, and about 14 (n, k) and 10 (n,) float64
+    arrays (targets, sorted targets, slopes, weights, piecewise outputs; projections, order,
+    biases, gaps), plus 256 MiB for the module's batched hidden layer and the interpreter.
+    Python ints throughout, so an absurd n cannot overflow the estimate.
+    """
+    k = max(int(k), 1)
+    n, d, n_test = int(n), int(d), int(n_test)
+    arrays = (n + n_test) * d + min(n, _BLOCK_ROWS) * d + 14 * n * k + 10 * n + 4 * n_test * k
+    return 8 * arrays + 256 * 2**20
 
 
 def _solve(a, xs, ys, order, theta, attempts, start, scalar) -> ExpressivityFit:

@@ -9,6 +9,7 @@ The dicts hold what `rethink theory ... --json` prints.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -16,9 +17,9 @@ import torch
 
 from rethink.errors import RethinkError
 from rethink.theory._data import load_flat
-from rethink.theory.expressivity import fit_expressivity, one_hot
+from rethink.theory.expressivity import fit_expressivity, memory_needed, one_hot
 from rethink.theory.kernel import available_gib, fit_kernel
-from rethink.theory.kernels import peak_rss_bytes
+from rethink.theory.kernels import mem_available_bytes, peak_rss_bytes
 from rethink.theory.network import evaluate
 
 # Most (points x hidden units) the dense module forward may cost in a report; 60,000 training
@@ -57,10 +58,14 @@ def expressivity_report(
                          corrupt_prob=corrupt_prob, seed=seed, data_dir=data_dir)  # fmt: skip
         x, xt = data.x_train.numpy(), data.x_test.numpy()
         labels, labels_t, k = data.y_train.numpy(), data.y_test.numpy(), data.num_classes
+        # The points are already in memory; what the construction adds must fit too.
+        extra = memory_needed(x.shape[0], 0, k) - memory_needed(0, 0, k)
+        _check_memory(x.shape[0], 0, k, 0, data.label, extra)
         source = {"dataset": dataset, "corruption": corruption, "label": data.label}
     else:
         if n < 1 or d < 1 or classes < 0 or n_test < 0:
             raise RethinkError("--n and --d must be positive; --classes and --n-test >= 0.")
+        _check_memory(n, d, classes, n_test, f"{n:,} random points in {d:,} dimensions")
         x, xt = rng.standard_normal((n, d)), rng.standard_normal((n_test, d))
         labels = rng.integers(0, classes, n) if classes else None
         labels_t = rng.integers(0, classes, n_test) if classes else None
@@ -70,7 +75,7 @@ def expressivity_report(
     y_t = one_hot(labels_t, k) if labels_t is not None else rng.standard_normal(xt.shape[0])
     fit = fit_expressivity(x, y, seed=seed, theta=theta)
     y = y.reshape(y.shape[0], -1)
-    y_t = y_t.reshape(y_t.shape[0], -1)
+    y_t = y_t.reshape(y_t.shape[0], fit.outputs)  # (m, k), also for m = 0
 
     start = time.perf_counter()
     model = fit.module()
@@ -118,6 +123,30 @@ def expressivity_report(
     elif out_test.size:
         report["test_rmse"] = float(np.sqrt(((out_test - y_t) ** 2).mean()))
     return report
+
+
+def _check_memory(n, d, k, n_test, what: str, need: int | None = None) -> None:
+    """Refuse, before allocating, a construction that cannot fit in the memory available."""
+    need = memory_needed(n, d, k, n_test) if need is None else need
+    available = mem_available_bytes()
+    if available is None:
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return
+    if need > available:
+        raise RethinkError(
+            f"Theorem 1 on {what} needs about {_bytes_text(need)} of memory (float64 points, "
+            f"targets, slopes and weights), more than the {_bytes_text(available)} available; "
+            "use a smaller --n or --d (or --train-size)."
+        )
+
+
+def _bytes_text(b: int) -> str:
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
+        if b >= size:
+            return f"{b / size:,.1f} {unit}"
+    return f"{b:,} bytes"
 
 
 def kernel_report(
