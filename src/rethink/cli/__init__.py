@@ -42,7 +42,7 @@ def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
     import importlib
 
-    for name in ("data", "models", "run", "sweep", "report", "theory"):
+    for name in ("data", "models", "run", "sweep", "report", "export", "theory", "dynamics", "measures"):
         try:
             importlib.import_module(f"rethink.cli.{name}")
         except ModuleNotFoundError as err:
