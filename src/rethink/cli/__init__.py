@@ -42,7 +42,8 @@ def _register() -> None:
     # Imported for their side effect: each module adds its commands to `app`.
     import importlib
 
-    for name in ("data", "models", "run", "sweep", "report", "export", "theory", "dynamics", "measures"):
+    names = ("data", "models", "run", "sweep", "report", "export", "theory", "dynamics", "measures")
+    for name in names:
         try:
             importlib.import_module(f"rethink.cli.{name}")
         except ModuleNotFoundError as err:
