@@ -105,7 +105,10 @@ def test_train_size_is_a_stratified_seeded_subset():
     b = D.load("mnist-5k", train_size=1000, subset_seed=1)
     assert not torch.equal(a.x_train, b.x_train)
     assert a.provenance["train_subset"] == {"size": 1000, "seed": 0, "of": 4000}
-    index = D.stratified_indices(full.y_train.numpy(), 1000, np.random.default_rng(0))
+    from rethink.spec import derive_seed  # the subset stream of the one seed helper
+
+    rng = np.random.default_rng(derive_seed(0, "subset"))
+    index = D.stratified_indices(full.y_train.numpy(), 1000, rng)
     assert torch.equal(a.x_train, full.x_train[torch.from_numpy(index)])
     labels = np.array([0] * 7 + [1] * 3)  # shares 3.5 / 1.5: the tie goes to the first class
     odd = D.stratified_indices(labels, 5, np.random.default_rng(0))

@@ -9,11 +9,22 @@ as `imagefolder:PATH[@SIZE]`.
 
 from rethink.data._paths import cache_dir
 from rethink.data.dataset import Dataset, stratified_indices, subset
-from rethink.data.download import SOURCES, fetch, verify
+from rethink.data.download import SOURCES
 from rethink.data.imagefolder import load_imagefolder
 from rethink.data.prepare import Prepared, prepare
 from rethink.data.preprocess import PREPROCESS, preprocess
-from rethink.data.registry import ENTRIES, Entry, clear_cache, entry, load, locate, names
+from rethink.data.registry import (
+    ENTRIES,
+    Entry,
+    clear_cache,
+    entry,
+    fetch,
+    from_arrays,
+    load,
+    locate,
+    names,
+    verify,
+)
 
 __all__ = [
     "ENTRIES",
@@ -26,6 +37,7 @@ __all__ = [
     "clear_cache",
     "entry",
     "fetch",
+    "from_arrays",
     "load",
     "load_imagefolder",
     "locate",

@@ -1,8 +1,13 @@
-"""Checksum-verified downloads of the official archives, and re-verification.
+"""Checksum-verified downloads of the official archives, and the checksums of source files.
 
-`fetch(name)` downloads each file into `CACHE/NAME/` through a temporary file in the same
-folder, checks the published MD5, then renames it into place in one step: the cache never
-holds a half-written or unverified file. The base URL can be replaced by `RETHINK_MIRROR`
+`download_all(name, folder)` downloads each file through a temporary file in the same folder,
+checks the published MD5, then renames it into place in one step: the folder never holds a
+half-written or unverified file. `file_record` is a source file's provenance (size, MD5,
+whether it is the official file).
+
+This module knows URLs and checksums only, not the dataset registry: `rethink.data.fetch`
+and `rethink.data.verify` (in registry.py, which imports this module, never the reverse)
+look a dataset up and call these functions. The base URL can be replaced by `RETHINK_MIRROR`
 (files are then fetched from `$RETHINK_MIRROR/NAME/FILE`), e.g. a local http.server in tests.
 """
 
@@ -17,7 +22,6 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from rethink.data import _paths
 from rethink.errors import RethinkError
 
 
@@ -75,6 +79,15 @@ SOURCES: dict[str, Source] = {
         {},
         sha256={"cifar10-jpeg.tar.gz": _JPEG_SHA256},
     ),
+    # CIFAR-10N's human labels, not a dataset (rethink.data.cifar10n reads them): the release
+    # file of UCSC-REAL/cifar-10-100n; sha256 as in ../shared/data/README.md.
+    "cifar10n": Source(
+        ("https://raw.githubusercontent.com/UCSC-REAL/cifar-10-100n/main/data/",),
+        {},
+        sha256={
+            "CIFAR-10_human.pt": "873e69c39cb9b5e97fb6bae2d60bb59b38a5cbc31d2b868f7903dcb2b9dd2310"
+        },
+    ),
 }
 
 _CHUNK = 1 << 20
@@ -123,35 +136,12 @@ def file_record(name: str, file: str) -> dict:
             "checked_against": against, "official": ok}  # fmt: skip
 
 
-def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[dict]:
-    """Re-check the files of `name` where rethink finds them; one record per file.
-
-    Raises RethinkError if the dataset is not found; each record has `official`: True (matches
-    the published checksum), False (does not), or None (no published checksum).
-    """
-    from rethink.data.registry import entry, locate
-
-    e = entry(name)
-    if e.kind != "files":
-        return [{"path": f"({e.kind}: nothing to verify)", "official": None}]
-    found = locate(name, data_dir)
-    if found is None:
-        from rethink.data.registry import _not_found
-
-        raise RethinkError(_not_found(e, data_dir))
-    path = found[1]
-    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
-    if name in ("mnist", "fashion-mnist"):
-        files = [p for p in files if "-idx" in p.name]
-    return [file_record(name, str(p)) for p in files]
-
-
-def _download(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
+def _download(url: str, dest: Path, expected_md5: str, progress: bool, algo: str = "md5") -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        h = hashlib.md5(usedforsecurity=False)
+        h = hashlib.new(algo, usedforsecurity=False)
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with _progress(progress, dest.name, total) as advance:
@@ -166,7 +156,7 @@ def _download(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
                 )
         if h.hexdigest() != expected_md5:
             raise RethinkError(
-                f"{url} has md5 {h.hexdigest()}, not the published {expected_md5}; "
+                f"{url} has {algo} {h.hexdigest()}, not the published {expected_md5}; "
                 "nothing was saved."
             )
         os.replace(tmp, dest)
@@ -197,42 +187,41 @@ class _progress:
             self.bar.stop()
 
 
-def fetch(name: str, *, progress: bool = True, force: bool = False) -> list[Path]:
-    """Download `name`'s official files into `CACHE/NAME/`, verified; returns their paths.
+def download_all(name: str, folder: Path, *, progress: bool = True, force: bool = False
+                 ) -> list[Path]:  # fmt: skip
+    """Download every file of `SOURCES[name]` into `folder`, each verified; their paths.
 
-    Files already in the cache with the right checksum are kept (unless `force`).
+    Files already there with the right checksum are kept (unless `force`). A folder this call
+    created is removed again if nothing could be saved in it.
     """
-    from rethink.data.registry import entry
-
-    e = entry(name)
-    if name not in SOURCES or not SOURCES[name].urls:
-        kinds = {"packaged": "ships with an installed package", "generated": "is generated"}
-        kind = kinds.get(e.kind, "has no official download")
-        raise RethinkError(
-            f"{name} {kind}; there is nothing to fetch ({e.how_to_get or 'use it as is'})."
-        )
-    src = SOURCES[name]
+    src = SOURCES.get(name)
+    if src is None or not src.urls:
+        raise RethinkError(f"{name} has no official download; there is nothing to fetch.")
     mirror = os.environ.get("RETHINK_MIRROR")
     bases = (mirror.rstrip("/") + f"/{name}/",) if mirror else src.urls
-    folder = _paths.cache_dir() / name
     created = not folder.exists()
     try:
         return [
-            _fetch_one(fname, md5, folder, bases, progress, force) for fname, md5 in src.md5.items()
+            _fetch_one(fname, digest, folder, bases, progress, force, algo)
+            for fname, digest, algo in [(f, m, "md5") for f, m in src.md5.items()]
+            + [(f, s, "sha256") for f, s in (src.sha256 or {}).items() if f not in src.md5]
         ]
     finally:
         if created and folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()  # a failed first fetch leaves the cache as it was
 
 
-def _fetch_one(fname: str, md5: str, folder: Path, bases, progress: bool, force: bool) -> Path:
+def _fetch_one(fname: str, md5: str, folder: Path, bases, progress: bool, force: bool,
+               algo: str = "md5") -> Path:  # fmt: skip
     dest = folder / fname
-    if dest.is_file() and not force and md5_of(dest) == md5:
-        return dest
+    if dest.is_file() and not force:
+        kept = md5_of(dest) if algo == "md5" else hashlib.sha256(dest.read_bytes()).hexdigest()
+        if kept == md5:
+            return dest
     errors = []
     for base in bases:
         try:
-            _download(base + fname, dest, md5, progress)
+            _download(base + fname, dest, md5, progress, algo)
             return dest
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as err:
             errors.append(f"{base + fname}: {getattr(err, 'reason', err)}")

@@ -1,19 +1,35 @@
-"""The dataset registry: names, where each is found, and `load()`.
+"""The dataset registry: names, where each is found, `load()`, `fetch()` and `verify()`.
 
-`load()` is cached in-process: the same arguments (and the same files found) give the same
-`Dataset` object, so a sweep pays for reading and decoding once per process.
+`load()` keeps the last few datasets it built in one bounded, in-process LRU cache (the only
+dataset cache in memory; `CACHE_SIZE` entries, a full dataset and each subset of it one entry
+each), so a sweep pays for reading and decoding once per process. An entry is keyed by
+everything that decides the result: the name, where it was found (how and the path) with that
+path's size and modification time, the subset (train_size, subset_seed), and for a user's own
+dataset function the SHA-256 of its source and the data_dir it is given. The same key gives
+the same `Dataset` object; `clear_cache()` forgets them all.
+
+A name that is no registered dataset may name a user's own dataset function: a
+`module:function` reference, or an entry point of group `rethink.datasets` (see
+rethink.plugins, docs/plugins.md). It takes no arguments (or a `data_dir` keyword) and returns
+a `Dataset`; `from_arrays` builds one from arrays.
+
+Imports go one way: registry -> download (URLs, checksums) -> nothing of the registry.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from rethink.data import _paths
+from rethink import plugins
+from rethink.data import _paths, download
 from rethink.data.cifar import find_cifar, load_cifar
 from rethink.data.dataset import Dataset, subset
 from rethink.data.idx import IDX_FILES, find_idx_files, load_idx_folder
@@ -108,12 +124,15 @@ ENTRIES: dict[str, Entry] = {
     ]
 }  # fmt: skip
 
-_CACHE: dict[tuple, Dataset] = {}
+CACHE_SIZE = 4  # datasets kept in memory per process (full sets and subsets count one each)
+_CACHE: OrderedDict[tuple, Dataset] = OrderedDict()
 
 
 def names() -> list[str]:
-    """The registered dataset names (plus `imagefolder:PATH[@SIZE]` for any image folder)."""
-    return list(ENTRIES)
+    """The registered dataset names, then those of installed entry points (group
+    `rethink.datasets`); also valid: `imagefolder:PATH[@SIZE]` and `module:function`."""
+    extra = [n for n in plugins.entry_points("dataset") if n not in ENTRIES]
+    return list(ENTRIES) + sorted(extra)
 
 
 def entry(name: str) -> Entry:
@@ -122,8 +141,8 @@ def entry(name: str) -> Entry:
         return ENTRIES[name]
     except KeyError:
         raise RethinkError(
-            f"unknown dataset {name!r}; choose one of {', '.join(ENTRIES)} "
-            "or imagefolder:PATH[@SIZE]."
+            f"unknown dataset {name!r}; choose one of {', '.join(names())}, "
+            "imagefolder:PATH[@SIZE] or module:function for your own."
         ) from None
 
 
@@ -197,35 +216,231 @@ def load(
     train_size: int | None = None,
     subset_seed: int = 0,
 ) -> Dataset:
-    """Load a dataset by name (see `names()`, or `imagefolder:PATH[@SIZE]`).
+    """Load a dataset by name (see `names()`, `imagefolder:PATH[@SIZE]`, or `module:function`
+    / an entry point name for a user's own dataset function).
 
     train_size: a stratified subset of the training set drawn with `subset_seed`
-    (the test set is kept whole). Cached in-process: same arguments, same object.
+    (the test set is kept whole). Cached in-process (see the module's doc): same key, same
+    object.
     """
-    if name.startswith("imagefolder:"):
-        path, size = _parse_imagefolder(name)
+    if not isinstance(name, str) or not name:
+        raise RethinkError(f"a dataset name must be a non-empty string, not {name!r}.")
+    ref = None if name in ENTRIES else plugins.user_ref("dataset", name)
+    if ref is not None:
+        digest = plugins.source_digest(ref)
+        found: tuple[str, Path | None] = ("plugin", None)
+        source = ("plugin", ref, digest, str(data_dir) if data_dir is not None else None)
+        e = None
+    elif name.startswith("imagefolder:"):
+        path, _ = _parse_imagefolder(name)
         found, e = ("path", path.resolve()), None
+        source = ("path", str(found[1]), *_stamp(found[1]))
     else:
         e = entry(name)
-        found = locate(name, data_dir) if e.kind == "files" else (e.kind, None)
-        if found is None:
+        located = locate(name, data_dir) if e.kind == "files" else (e.kind, None)
+        if located is None:
             raise RethinkError(_not_found(e, data_dir))
-    key = (name, str(found[1]), train_size, subset_seed)
+        found = located
+        source = (found[0], str(found[1]), *_stamp(found[1]))
+    key = (name, source, train_size, subset_seed)
     if key in _CACHE:
+        _CACHE.move_to_end(key)
         return _CACHE[key]
-    full_key = (name, str(found[1]), None, 0)
-    if full_key not in _CACHE:
-        _CACHE[full_key] = _build(name, e, found)
-    ds = _CACHE[full_key]
+    full_key = (name, source, None, 0)
+    if full_key in _CACHE:
+        _CACHE.move_to_end(full_key)
+        ds = _CACHE[full_key]
+    else:
+        ds = _load_plugin(name, ref, data_dir) if ref is not None else _build(name, e, found)
+        _remember(full_key, ds)
     if train_size is not None:
         ds = subset(ds, int(train_size), subset_seed)
-    _CACHE[key] = ds
+        _remember(key, ds)
     return ds
 
 
-def _build(name: str, e: Entry | None, found: tuple[str, Path | None]) -> Dataset:
-    from rethink.data.download import file_record
+def _stamp(path: Path | None) -> tuple[int, int]:
+    """(size, mtime_ns) of what was found: a replaced file or folder is a new cache key."""
+    if path is None:
+        return (0, 0)
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
 
+
+def _remember(key: tuple, ds: Dataset) -> None:
+    _CACHE[key] = ds
+    _CACHE.move_to_end(key)
+    while len(_CACHE) > max(1, int(CACHE_SIZE)):
+        _CACHE.popitem(last=False)
+
+
+def _load_plugin(name: str, ref: str, data_dir: str | os.PathLike | None) -> Dataset:
+    """Call a user's dataset function and check what it returns."""
+    fn = plugins.resolve(ref, "dataset")
+    kwargs = {"data_dir": data_dir} if plugins.accepts(fn, "data_dir") else {}
+    plugins.check_call(fn, name, "dataset", **kwargs)
+    try:
+        ds = fn(**kwargs)
+    except RethinkError:
+        raise
+    except Exception as err:
+        detail = " ".join(str(err).split()) or "no message"
+        raise RethinkError(f"dataset {name} raised {type(err).__name__}: {detail}.") from None
+    if not isinstance(ds, Dataset):
+        raise RethinkError(
+            f"dataset {name} returned {plugins.with_article(type(ds).__name__)}, not a "
+            "rethink.data.Dataset (build one with rethink.data.from_arrays)."
+        )
+    _check_dataset(name, ds)
+    prov = {"dataset": name, "source": "plugin", **dict(ds.provenance or {})}
+    prov["plugin"] = plugins.identify("dataset", name)
+    return dataclasses.replace(ds, name=name, provenance=prov)
+
+
+def _check_dataset(name: str, ds: Dataset) -> None:
+    """The invariants every Dataset keeps (see dataset.py); one sentence for the first broken."""
+    shapes = []
+    for split in ("train", "test"):
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.dim() != 4:
+            raise RethinkError(
+                f"dataset {name}'s x_{split} must be a uint8 tensor (N, C, H, W), not {_what(x)}."
+            )
+        if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.dim() != 1:
+            raise RethinkError(
+                f"dataset {name}'s y_{split} must be an int64 tensor (N,), not {_what(y)}."
+            )
+        if len(x) != len(y):
+            raise RethinkError(
+                f"dataset {name} has {len(x)} {split} images but {len(y)} {split} labels."
+            )
+        k = ds.num_classes
+        if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+            raise RethinkError(f"dataset {name}'s num_classes must be an integer >= 2, not {k!r}.")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+            raise RethinkError(f"dataset {name}'s {split} labels fall outside 0..{k - 1}.")
+        shapes.append(tuple(x.shape[1:]))
+    if len(ds.y_train) < 1:
+        raise RethinkError(f"dataset {name} has no training examples.")
+    if shapes[0] != shapes[1]:
+        raise RethinkError(
+            f"dataset {name}'s train images are {shapes[0]} but its test images {shapes[1]}."
+        )
+
+
+def _what(t: object) -> str:
+    if isinstance(t, torch.Tensor):
+        return f"a {t.dtype} tensor of shape {tuple(t.shape)}".replace("torch.", "")
+    return plugins.with_article(type(t).__name__)
+
+
+def from_arrays(
+    x_train,
+    y_train,
+    x_test,
+    y_test,
+    *,
+    name: str = "arrays",
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+    label: str | None = None,
+    provenance: dict | None = None,
+) -> Dataset:
+    """A Dataset from numpy arrays or tensors: images (N, H, W) or (N, C, H, W) of integers
+    0..255 (any integer dtype, or uint8), labels (N,) of integers 0..K-1. num_classes defaults
+    to the largest label + 1; class_names to "0".."K-1". Copies; never changes its inputs."""
+
+    def images(a, split: str) -> torch.Tensor:
+        arr = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+        if arr.ndim == 3:
+            arr = arr[:, None]
+        if arr.ndim != 4 or not np.issubdtype(arr.dtype, np.integer):
+            raise RethinkError(
+                f"x_{split} must be integer images (N, H, W) or (N, C, H, W), "
+                f"not {arr.dtype} of shape {arr.shape}."
+            )
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+            raise RethinkError(f"x_{split}'s pixel values must lie in 0..255.")
+        return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.uint8).copy())
+
+    def labels(a, split: str) -> torch.Tensor:
+        arr = np.asarray(a.detach().cpu() if isinstance(a, torch.Tensor) else a)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise RethinkError(
+                f"y_{split} must be integer labels (N,), not {arr.dtype} {arr.shape}."
+            )
+        return torch.from_numpy(arr.astype(np.int64, copy=True))
+
+    xs, ys = (images(x_train, "train"), images(x_test, "test"))
+    yt, ye = (labels(y_train, "train"), labels(y_test, "test"))
+    if num_classes is None:
+        num_classes = int(max(int(yt.max()) if len(yt) else 0, int(ye.max()) if len(ye) else 0)) + 1
+    names_ = tuple(class_names) if class_names else tuple(str(i) for i in range(num_classes))
+    ds = Dataset(name=name, x_train=xs, y_train=yt, x_test=ys, y_test=ye,
+                 num_classes=int(num_classes), class_names=names_,
+                 provenance=dict(provenance or {}), label=label or name)  # fmt: skip
+    _check_dataset(name, ds)
+    return ds
+
+
+def fetch(name: str, *, progress: bool = True, force: bool = False) -> list[Path]:
+    """Download `name`'s official files into `CACHE/NAME/`, verified; returns their paths.
+
+    Files already in the cache with the right checksum are kept (unless `force`).
+    """
+    if name in download.SOURCES and name not in ENTRIES:  # a labels file (cifar10n), no dataset
+        return download.download_all(
+            name, _paths.cache_dir() / name, progress=progress, force=force
+        )
+    e = entry(name)
+    src = download.SOURCES.get(name)
+    if src is None or not src.urls:
+        kinds = {"packaged": "ships with an installed package", "generated": "is generated"}
+        kind = kinds.get(e.kind, "has no official download")
+        raise RethinkError(
+            f"{name} {kind}; there is nothing to fetch ({e.how_to_get or 'use it as is'})."
+        )
+    return download.download_all(name, _paths.cache_dir() / name, progress=progress, force=force)
+
+
+def verify(name: str, data_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Re-check the files of `name` where rethink finds them; one record per file.
+
+    Raises RethinkError if the dataset is not found; each record has `official`: True (matches
+    the published checksum), False (does not), or None (no published checksum).
+    """
+    e = entry(name)
+    if e.kind != "files":
+        return [{"path": f"({e.kind}: nothing to verify)", "official": None}]
+    found = locate(name, data_dir)
+    if found is None:
+        raise RethinkError(_not_found(e, data_dir))
+    path = found[1]
+    files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
+    if name in ("mnist", "fashion-mnist"):
+        files = [p for p in files if "-idx" in p.name]
+    return [download.file_record(name, str(p)) for p in files]
+
+
+def plugin_rows() -> list[dict]:
+    """For `rethink data list`: one row per entry point of group `rethink.datasets` (nothing
+    is imported or loaded): name, what it points at, and the package that registers it."""
+    rows = []
+    for ep_name, ep in sorted(plugins.entry_points("dataset").items()):
+        dist = getattr(ep, "dist", None)
+        package = f"{dist.name} {dist.version}" if dist is not None else "?"
+        shadowed = ep_name in ENTRIES
+        rows.append({
+            "name": ep_name, "ref": str(ep.value), "package": package,
+            "status": "shadowed by the built-in, unused" if shadowed else "entry point",
+        })  # fmt: skip
+    return rows
+
+
+def _build(name: str, e: Entry | None, found: tuple[str, Path | None]) -> Dataset:
     how, path = found
     if e is None:  # imagefolder:PATH[@SIZE]
         ipath, size = _parse_imagefolder(name)
@@ -245,7 +460,7 @@ def _build(name: str, e: Entry | None, found: tuple[str, Path | None]) -> Datase
         "dataset": name,
         "source": how,
         "path": str(path) if path is not None else None,
-        "files": [file_record(name, f) for f in files],
+        "files": [download.file_record(name, f) for f in files],
         "sizes": {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
     }
     if "notes" in arrays:

@@ -9,7 +9,9 @@
 
 Names: `mlp-<D>x<W>` (e.g. mlp-1x512, mlp-3x512), `alexnet-small`, `inception-small`,
 `inception-small-nobn`, `resnet18` and `resnet18-k<K>`. `names()` lists them, `describe()`
-gives each one's parameter count for an input shape. See docs/models.md.
+gives each one's parameter count for an input shape. See docs/models.md. A user's own model
+is built the same way from a `module:function` reference or an entry point of group
+`rethink.models` (docs/plugins.md).
 """
 
 from rethink.models import alexnet, inception, mlp, resnet  # noqa: F401  (they register)
@@ -20,6 +22,7 @@ from rethink.models._registry import (
     count_params,
     default_lr,
     describe,
+    is_builtin,
     names,
     register_model,
 )
@@ -31,6 +34,7 @@ __all__ = [
     "count_params",
     "default_lr",
     "describe",
+    "is_builtin",
     "names",
     "optimize_for_training",
     "register_model",
