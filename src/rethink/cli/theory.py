@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import typer
@@ -77,7 +78,7 @@ def expressivity(
 
 @theory_app.command("kernel")
 def kernel(
-    dataset: str = typer.Option(..., "--dataset", help="Dataset name (rethink data list)."),
+    dataset: str = typer.Option(None, "--dataset", help="Dataset name (rethink data list)."),
     train_size: int = _TRAIN_SIZE,
     kernel_name: str = typer.Option("rbf", "--kernel", help="rbf or linear."),
     gamma: float = typer.Option(0.02, "--gamma", help="rbf width: exp(-gamma ||x - x'||^2)."),
@@ -97,8 +98,12 @@ def kernel(
     from rethink.errors import RethinkError
     from rethink.theory.runs import kernel_report
 
-    if tol <= 0 or max_iter < 1 or precond_rank < 0:
-        raise RethinkError("--tol must be positive, --max-iter >= 1 and --precond-rank >= 0.")
+    if dataset is None:
+        raise RethinkError("theory kernel needs --dataset NAME (see `rethink data list`).")
+    if not (math.isfinite(tol) and tol > 0) or max_iter < 1 or precond_rank < 0:
+        raise RethinkError(
+            "--tol must be a finite positive number, --max-iter >= 1 and --precond-rank >= 0."
+        )
     rep = kernel_report(
         dataset, train_size=train_size, kernel=kernel_name, gamma=gamma, ridge=ridge,
         solver=solver, corruption=corruption, corrupt_prob=corrupt_prob, seed=seed, tol=tol,

@@ -33,9 +33,11 @@ def read(folder: Path, test_splits: tuple[str, ...]) -> tuple[dict | None, str |
     arrays: x_train, x_test uint8 (N, 3, H, W); y_train, y_test int64 (N,); class_names;
     test_split.
     """
-    if not (folder / "meta.json").exists() and not folder.is_dir():
+    if not folder.exists() and not folder.is_symlink():
         return None, None
     try:
+        if not folder.is_dir():
+            raise Damaged("it is not a folder")
         return _read(folder, test_splits), None
     except Damaged as err:
         return None, str(err)
@@ -125,10 +127,10 @@ def _npy(path: Path, dtype: np.dtype, ndim: int) -> np.ndarray:
 def write(folder: Path, arrays: dict) -> str | None:
     """Write an entry into a temporary sibling folder, then rename it into place; a damaged
     entry already there is renamed aside first and deleted. Returns None, or why it failed."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
-    stale = None
+    tmp = stale = None
     try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
         for k in ARRAYS:
             np.save(tmp / f"{k}.npy", np.ascontiguousarray(arrays[k]))
@@ -154,6 +156,7 @@ def write(folder: Path, arrays: dict) -> str | None:
     except OSError as err:
         return f"{type(err).__name__}: {err.strerror or err}"
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if stale is not None:
             shutil.rmtree(stale.parent, ignore_errors=True)

@@ -40,6 +40,10 @@ LAYOUT = {
     },
 }
 
+# The largest official member is CIFAR-100's `train` (about 155 MB); a member claiming more
+# is refused before it is read, so a hostile archive cannot make rethink read gigabytes.
+_MAX_MEMBER_BYTES = 512 * 2**20
+
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -84,6 +88,11 @@ def _read_members(source: Path, folder: str, wanted: list[str]) -> dict[str, byt
             for member in tar:
                 base = member.name.split("/")
                 if len(base) == 2 and base[0] == folder and base[1] in wanted and member.isfile():
+                    if member.size > _MAX_MEMBER_BYTES:
+                        raise RethinkError(
+                            f"{source}:{member.name} claims {member.size:,} bytes, more than "
+                            f"any CIFAR file ({_MAX_MEMBER_BYTES:,}); the archive is not CIFAR."
+                        )
                     out[base[1]] = tar.extractfile(member).read()
     except FileNotFoundError:
         raise RethinkError(f"CIFAR archive {source} does not exist.") from None
@@ -97,10 +106,19 @@ def _read_members(source: Path, folder: str, wanted: list[str]) -> dict[str, byt
 
 def _batch(obj: dict, key: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        data = np.asarray(obj[b"data"], dtype=np.uint8)
-        labels = np.asarray(obj[key], dtype=np.int64)
+        data, labels = np.asarray(obj[b"data"]), np.asarray(obj[key])
     except KeyError as err:
         raise RethinkError(f"{where} is not a CIFAR batch (no {err.args[0]!r} entry).") from None
+    except (ValueError, TypeError) as err:
+        raise RethinkError(f"{where} is corrupt: its arrays cannot be read ({err}).") from None
+    # The official batches hold uint8 pixels and integer labels; anything else would be
+    # silently cast (floats truncated, wrapped), so it is refused.
+    if data.dtype != np.uint8 or labels.dtype.kind not in "iu":
+        raise RethinkError(
+            f"{where} is corrupt: pixels of type {data.dtype} and labels of type "
+            f"{labels.dtype} (expected uint8 pixels and integer labels)."
+        )
+    labels = labels.astype(np.int64)
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise RethinkError(
             f"{where} is corrupt: data of shape {data.shape} with {len(labels)} labels "
@@ -129,8 +147,8 @@ def load_cifar(name: str, source: Path) -> dict:
         out[f"y_{split}"] = torch.from_numpy(np.concatenate(ys))
     meta = _unpickle(raw[lay["meta"]], f"{source}:{lay['meta']}")
     names = meta.get(lay["names"])
-    if names is None:
-        raise RethinkError(f"{source}:{lay['meta']} lacks the class names.")
+    if not isinstance(names, list | tuple) or not all(isinstance(n, bytes | str) for n in names):
+        raise RethinkError(f"{source}:{lay['meta']} lacks the class names (a list of strings).")
     out["class_names"] = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
     return out
 

@@ -15,6 +15,10 @@ import torch
 
 from rethink.errors import RethinkError
 
+# Most bytes an IDX file may hold once decompressed: the largest real one (MNIST's training
+# images) is 47 MB; 1 GiB leaves room for larger MNIST-style sets and bounds a gzip bomb.
+MAX_BYTES = 2**30
+
 # The four files of an MNIST-style dataset, by role; each may also end in ".gz".
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -30,13 +34,18 @@ def read_idx(path: str | Path) -> np.ndarray:
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as f:
-                data = f.read()
+                data = f.read(MAX_BYTES + 1)  # a gzip bomb stops here, not at MemoryError
         else:
-            data = path.read_bytes()
+            data = None if path.stat().st_size > MAX_BYTES else path.read_bytes()
     except FileNotFoundError:
         raise RethinkError(f"IDX file {path} does not exist.") from None
     except (OSError, EOFError, zlib.error) as err:
         raise RethinkError(f"{path} is not a readable gzip file ({err}).") from None
+    if data is None or len(data) > MAX_BYTES:
+        raise RethinkError(
+            f"{path} holds more than {MAX_BYTES:,} bytes (decompressed), more than any MNIST-"
+            "style IDX file; it is not one."
+        )
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise RethinkError(f"{path} is not an IDX file (bad magic number).")
     if data[2] != 0x08:

@@ -17,6 +17,7 @@ Multi-class targets are one-hot columns of y, solved together.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,8 +133,11 @@ def fit_kernel(
     """
     start = time.perf_counter()
     check_kernel(kernel, gamma)
-    if not ridge >= 0:
-        raise RethinkError(f"ridge must be zero or positive, got {ridge}.")
+    if not (math.isfinite(ridge) and ridge >= 0):
+        raise RethinkError(f"ridge must be zero or a finite positive number, got {ridge}.")
+    if not (math.isfinite(tol) and tol > 0) or max_iter < 1 or precond_rank < 0:
+        raise RethinkError("tol must be a finite positive number, max_iter >= 1 and "
+                           "precond_rank >= 0.")  # fmt: skip
     xf = x.reshape(x.shape[0], -1).to(torch.float64)
     yf = torch.as_tensor(y, dtype=torch.float64).reshape(xf.shape[0], -1)
     if xf.shape[0] < 1 or not torch.isfinite(xf).all() or not torch.isfinite(yf).all():

@@ -11,6 +11,7 @@ not translation invariant).
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 
@@ -23,10 +24,10 @@ _BLOCK_BYTES = 128 * 2**20  # largest temporary a blockwise loop allocates
 
 
 def check_kernel(kernel: str, gamma: float) -> None:
-    """Raise a RethinkError for an unknown kernel or a non-positive gamma."""
+    """Raise a RethinkError for an unknown kernel or a gamma that is not finite and positive."""
     if kernel not in KERNELS:
         raise RethinkError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}.")
-    if kernel == "rbf" and not gamma > 0:
+    if kernel == "rbf" and not (math.isfinite(gamma) and gamma > 0):
         raise RethinkError(f"gamma must be positive for the rbf kernel, got {gamma}.")
 
 

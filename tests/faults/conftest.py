@@ -1,0 +1,38 @@
+"""The fault suite: every test under tests/faults/ is marked `faults` (run them alone with
+`pytest -m faults`); the default suite runs the short trials, `-m slow` adds the long ones.
+Counts (SIGKILL trials and their outcomes) print with `-s`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rethink.data import _paths
+
+_HERE = Path(__file__).parent
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "faults: the fault suite (tests/faults/)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if _HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """An empty cache, no RETHINK_DATA, no system data, one thread; no leaks between rows."""
+    import rethink.data as D
+
+    monkeypatch.setenv("RETHINK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("RETHINK_DATA", raising=False)
+    monkeypatch.delenv("RETHINK_MIRROR", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(_paths, "SYSTEM_DATA", tmp_path / "no-system")
+    D.clear_cache()
+    yield
+    D.clear_cache()
