@@ -1,8 +1,8 @@
 """The paper's published numbers as data, each with its source and whether it is verified.
 
 Source: Zhang, Bengio, Hardt, Recht, Vinyals, "Understanding deep learning requires rethinking
-generalization", ICLR 2017 (arXiv:1611.03530), as collected in the project's PAPER.md.
-`verified=False` marks numbers PAPER.md takes from secondary sources (approximate targets).
+generalization", ICLR 2017 (arXiv:1611.03530). `verified=False` marks numbers taken from
+secondary sources (a third-party rerun or the paper's text; approximate targets).
 Accuracies are percentages here (the paper's unit); the store holds fractions.
 
     >>> from rethink import paper
@@ -88,13 +88,13 @@ FIG1A_STEPS_TO_LOSS_0_1: dict[str, int] = {
     "random-pixels": 11900,
     "random-labels": 16600,
 }
-FIG1A_SOURCE = "a third-party rerun of Fig. 1a (PAPER.md), not the paper itself"
+FIG1A_SOURCE = "a third-party rerun of Fig. 1a, not the paper itself"
 FIG1A_VERIFIED = False
 
 # Fig. 2: small Inception with and without BatchNorm differ by 3-4 points of test accuracy.
 FIG2_BATCHNORM_GAP_POINTS = (3.0, 4.0)
 
-# Measured in this project with a plain PyTorch loop (PAPER.md): CIFAR-10 JPEG, paper
+# Measured in this project with a plain PyTorch loop: CIFAR-10 JPEG, paper
 # preprocessing, MLP 1x512, SGD 0.01 x0.95/epoch, batch 128; percent.
 PLAIN_LOOP_REFERENCE = {
     ("mlp-1x512", False): {"train": 99.93, "test": 51.5, "epochs": 60},

@@ -1,10 +1,17 @@
 """Figures as functions of the runs/epochs frames (matplotlib, Agg backend), PNG and PDF.
 
-- fig1a: training loss vs optimization steps, one line per corruption (mean over seeds,
-  min-max shaded), one panel per (dataset, model).
-- fig1b: steps to fit relative to true labels vs label-corruption level p, one line per model.
-- fig1c: test error vs p, one line per model, chance level dashed.
-- curves (Fig. 2 style): test accuracy over epochs per setting, best-so-far shaded.
+- fig1a: training loss (log axis) vs optimization steps, one line per corruption (mean over
+  seeds, min-max shaded), one panel per setting (dataset, model and every other field that
+  differs between the runs).
+- fig1b: steps to fit relative to true labels vs label-corruption level p, one line per
+  setting.
+- fig1c: test error vs p, one line per setting, chance level dashed.
+- curves (Fig. 2 style): test accuracy over the evaluated epochs per setting, best-so-far
+  shaded.
+
+Only seeds are pooled; legends and titles name the fields that differ (report._names), titles
+state the dataset and model, and every line has its own colour, dash pattern and marker so
+no curve hides under another.
 """
 
 from __future__ import annotations
@@ -18,10 +25,22 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from rethink.report._tables import setting_name  # noqa: E402
+from rethink.report import _names as N  # noqa: E402
 
-_KIND_ORDER = ["none", "random-labels", "shuffled-pixels", "random-pixels", "gaussian"]
-_KIND_NAME = {"none": "true labels"}
+_DASHES = ["-", "--", "-.", ":"]
+_MARKERS = ["o", "s", "^", "D", "v", "x", "P", "*"]
+
+
+def style(i: int) -> dict:
+    """The i-th line's colour, dash pattern and marker (all three change with i)."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if i >= len(colors):
+        colors = list(plt.cm.tab20(np.linspace(0, 1, 20)))
+    return {
+        "color": colors[i % len(colors)],
+        "linestyle": _DASHES[i % len(_DASHES)],
+        "marker": _MARKERS[i % len(_MARKERS)],
+    }
 
 
 def save(fig, out: Path, name: str) -> list[Path]:
@@ -32,110 +51,142 @@ def save(fig, out: Path, name: str) -> list[Path]:
     return paths
 
 
+def _panel_title(first: pd.Series, fields: list[str]) -> str:
+    base = f"{N.dataset_name(first['data.dataset'])}, {N.model_name(first['model.name'])}"
+    rest = [f for f in fields if f not in ("data.dataset", "model.name")]
+    return base + (f" ({N.group_name(first, rest, corruption=False)})" if rest else "")
+
+
 def fig1a(runs: pd.DataFrame, epochs: pd.DataFrame, title: str):
     """Training loss vs steps for each corruption; None if fewer than two corruptions."""
     sub = runs[~runs["kind"].eq("partial-labels")]
     if sub["kind"].nunique() < 2 or epochs.empty:
         return None
-    groups = list(sub.groupby(["dataset", "model"], sort=False))
-    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4), squeeze=False)
-    for ax, ((ds, model), g) in zip(axes[0], groups, strict=True):
-        kinds = sorted(
-            g["kind"].unique(), key=lambda k: _KIND_ORDER.index(k) if k in _KIND_ORDER else 99
-        )
-        for kind in kinds:
-            ids = g.loc[g["kind"] == kind, "run_id"]
-            _mean_band(
-                ax,
-                epochs[epochs["run_id"].isin(ids)],
-                "step",
-                "train_loss",
-                _KIND_NAME.get(kind, kind),
-            )
-        ax.set(xlabel="optimization steps", ylabel="training loss", title=f"{model} on {ds}")
-        ax.set_ylim(bottom=0)
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    fields = N.varying(sub, exclude=(*N.SEED_FIELDS, *N.CORRUPTION_FIELDS))
+    panels = N.groups(sub, fields)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (first, g) in zip(axes[0], panels, strict=True):
+        for i, (kfirst, k) in enumerate(N.groups(g, list(N.CORRUPTION_FIELDS))):
+            ep = epochs[epochs["run_id"].isin(k["run_id"])]
+            _mean_band(ax, ep, "step", "train_loss", N.run_corruption(kfirst), style(i))
+        ax.set_yscale("log")
+        ax.set(xlabel="optimization steps", ylabel="training loss (log scale)")
+        ax.set_title(_panel_title(first, fields), fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle(f"{title}: {N.title(sub)}")
     return fig
 
 
-def _mean_band(ax, ep: pd.DataFrame, x: str, y: str, label: str) -> None:
-    """Mean of y over runs at each x (runs share their step grid), min-max shaded."""
+def _mean_band(ax, ep: pd.DataFrame, x: str, y: str, label: str, st: dict) -> None:
+    """Mean of y over runs at each x (runs share their x grid), min-max shaded; points
+    where y was not measured (NaN) and, on a log axis, non-positive values are skipped."""
     if ep.empty:
         return
     table = ep.pivot_table(index=x, columns="run_id", values=y)
+    table = table.where(table > 0) if ax.get_yscale() == "log" or y == "train_loss" else table
+    table = table.dropna(how="all")
+    if table.empty:
+        return
     xs = table.index.to_numpy()
     mean = table.mean(axis=1).to_numpy()
-    (line,) = ax.plot(
-        xs, mean, label=f"{label} ({table.shape[1]})" if table.shape[1] > 1 else label
-    )
-    if table.shape[1] > 1:
+    n = table.shape[1]
+    every = max(1, len(xs) // 12)
+    ax.plot(xs, mean, label=f"{label} ({n} seeds)" if n > 1 else label, markevery=every, **st)
+    if n > 1:
         ax.fill_between(
-            xs, table.min(axis=1), table.max(axis=1), color=line.get_color(), alpha=0.2, linewidth=0
+            xs, table.min(axis=1), table.max(axis=1), color=st["color"], alpha=0.15, lw=0
         )
 
 
-def fig1b(runs: pd.DataFrame, title: str):
-    """Convergence time relative to p=0 vs p, per model; None without a p sweep."""
+def _p_lines(runs: pd.DataFrame):
     sub = runs[runs["p"].notna()]
     if sub["p"].nunique() < 3:
+        return None, None, None
+    fields = N.varying(sub, exclude=(*N.SEED_FIELDS, "corruption.kind", "corruption.prob"))
+    return sub, fields, N.groups(sub, fields)
+
+
+def _line_label(first: pd.Series, fields: list[str]) -> str:
+    if fields:
+        return N.group_name(first, fields, corruption=False)
+    return f"{N.model_name(first['model.name'])} ({N.dataset_name(first['data.dataset'])})"
+
+
+def fig1b(runs: pd.DataFrame, title: str):
+    """Convergence time relative to p=0 vs p, per setting; None without a p sweep."""
+    sub, fields, lines = _p_lines(runs)
+    if sub is None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (ds, model), g in sub.groupby(["dataset", "model"], sort=False):
+    for i, (first, g) in enumerate(lines):
         base = g.loc[g["p"] == 0, "r.steps_to_fit"].astype(float).mean()
         stats = g.assign(rel=g["r.steps_to_fit"].astype(float) / base).groupby("p")["rel"]
         m, lo, hi = stats.mean(), stats.min(), stats.max()
         ax.errorbar(
-            m.index, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=f"{model} ({ds})"
-        )
-    ax.set(xlabel="label corruption p", ylabel="time to fit / time to fit at p=0", title=title)
+            m.index, m, yerr=[m - lo, hi - m], capsize=3, label=_line_label(first, fields),
+            **style(i),
+        )  # fmt: skip
+    ax.set(xlabel="label corruption p", ylabel="time to fit / time to fit at p=0")
+    ax.set_title(f"{title}: {N.title(sub)}", fontsize=10)
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
 
 def fig1c(runs: pd.DataFrame, title: str):
-    """Test error (%) vs p per model, chance dashed; None without a p sweep."""
-    sub = runs[runs["p"].notna()]
-    if sub["p"].nunique() < 3:
+    """Test error (%) vs p per setting, chance dashed; None without a p sweep."""
+    sub, fields, lines = _p_lines(runs)
+    if sub is None:
         return None
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for (ds, model), g in sub.groupby(["dataset", "model"], sort=False):
+    for i, (first, g) in enumerate(lines):
         err = (1 - g["r.test_acc"].astype(float)) * 100
         stats = g.assign(err=err).groupby("p")["err"]
         m, lo, hi = stats.mean(), stats.min(), stats.max()
         ax.errorbar(
-            m.index, m, yerr=[m - lo, hi - m], marker="o", capsize=3, label=f"{model} ({ds})"
-        )
+            m.index, m, yerr=[m - lo, hi - m], capsize=3, label=_line_label(first, fields),
+            **style(i),
+        )  # fmt: skip
     ax.axhline(90.0, color="grey", ls="--", lw=1, label="chance (10 classes)")
-    ax.set(xlabel="label corruption p", ylabel="test error (%)", title=title, ylim=(0, 100))
-    ax.legend()
+    ax.set(xlabel="label corruption p", ylabel="test error (%)", ylim=(0, 100))
+    ax.set_title(f"{title}: {N.title(sub)}", fontsize=10)
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
 
 
 def curves(runs: pd.DataFrame, epochs: pd.DataFrame, title: str, max_settings: int = 12):
-    """Test accuracy over epochs per setting (mean over seeds); best-so-far shaded above."""
+    """Test accuracy over the evaluated epochs per setting (mean over seeds; epochs without
+    a test evaluation skipped); best-so-far shaded above, a star at the best epoch."""
     if epochs.empty:
         return None
-    configs = list(runs.groupby("config", sort=False))[:max_settings]
+    fields = N.varying(runs)
+    settings = N.groups(runs, fields)[:max_settings]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    if len(configs) > 10:
-        ax.set_prop_cycle(color=plt.cm.tab20(np.linspace(0, 1, 20))[: len(configs)])
-    for _, g in configs:
+    drawn = 0
+    for i, (first, g) in enumerate(settings):
         ep = epochs[epochs["run_id"].isin(g["run_id"])]
+        ep = ep[pd.to_numeric(ep["test_acc"], errors="coerce").notna()] if len(ep) else ep
         if ep.empty:
             continue
         acc = ep.pivot_table(index="epoch", columns="run_id", values="test_acc").mean(axis=1)
+        acc = acc.dropna()
         xs, ys = acc.index.to_numpy(), acc.to_numpy() * 100
         best = np.fmax.accumulate(ys)
-        (line,) = ax.plot(xs, ys, label=setting_name(g.iloc[0]["label"])[:40])
-        ax.fill_between(xs, ys, best, color=line.get_color(), alpha=0.15, linewidth=0)
-        i = int(np.nanargmax(ys))
-        ax.plot(xs[i], ys[i], marker="*", color=line.get_color(), ms=9)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=title)
+        st = style(i)
+        label = N.group_name(first, fields)[:60]
+        ax.plot(xs, ys, label=label, markevery=max(1, len(xs) // 12), **st)
+        ax.fill_between(xs, ys, best, color=st["color"], alpha=0.12, linewidth=0)
+        j = int(np.nanargmax(ys))
+        ax.plot(xs[j], ys[j], marker="*", color=st["color"], ms=10, ls="none")
+        drawn += 1
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)")
+    ax.set_title(f"{title}: {N.title(runs)}", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig

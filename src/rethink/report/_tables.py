@@ -16,8 +16,19 @@ import numpy as np
 import pandas as pd
 
 from rethink import paper
+from rethink.report._names import (
+    CORRUPTION_FIELDS,
+    SEED_FIELDS,
+    dataset_name,
+    field_name,
+    groups,
+    model_name,
+    run_corruption,
+    value_text,
+    varying,
+)
 
-_UNVERIFIED = "*"  # marks a paper number PAPER.md takes from a secondary source
+_UNVERIFIED = "*"  # marks a paper number taken from a secondary source
 
 
 @dataclass
@@ -29,7 +40,8 @@ class Table:
 
 
 def setting_name(label: str) -> str:
-    """A run's label without its seed, e.g. 'corruption.kind=none seed=1' -> 'kind=none'."""
+    """A run's label without its seed and section prefixes (kept for old callers); tables and
+    figures name groups with `rethink.report._names.group_name` instead."""
     text = re.sub(r"\s*\bseed=\S+", "", label or "").strip()
     text = re.sub(r"\b(corruption|model|train|data)\.", "", text)
     return text or "base"
@@ -39,7 +51,7 @@ def describe_setting(runs: pd.DataFrame) -> str:
     """One sentence about the data, models and schedule these runs used."""
 
     def vals(col: str) -> str:
-        v = sorted({str(x) for x in runs[col].dropna()}) if col in runs else []
+        v = sorted({value_text(col, x) for x in runs[col].dropna()}) if col in runs else []
         return ", ".join(v) or "-"
 
     sizes = sorted({int(x) for x in runs["data.train_size"].dropna()})
@@ -66,21 +78,36 @@ def _mean_sd(series: pd.Series, scale: float = 1.0) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan
 
 
+def _base_row(first: pd.Series, fields: list[str]) -> dict:
+    """dataset, model, the corruption's name and one column per other field that differs."""
+    row = {
+        "dataset": dataset_name(first["data.dataset"]),
+        "model": model_name(first["model.name"]),
+        "setting": run_corruption(first),
+    }
+    for f in fields:
+        if f not in ("data.dataset", "model.name", *CORRUPTION_FIELDS):
+            row[field_name(f)] = value_text(f, first.get(f))
+    return row
+
+
+def _drop_empty(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Drop the paper columns no row fills: no paper number for any of these settings."""
+    empty = [c for c in cols if c in frame and frame[c].isna().all()]
+    return frame.drop(columns=empty)
+
+
 def results_table(runs: pd.DataFrame, name: str) -> Table:
-    """One row per setting (seeds pooled): final train/test accuracy and the paper's."""
+    """One row per setting (only seeds pooled): final train/test accuracy and the paper's
+    beside them where the setting is the paper's (dataset, model, corruption, crop, weight
+    decay); elsewhere the paper's number for the same model on CIFAR-10 in a separate,
+    labelled reference column."""
+    fields = varying(runs)
     rows = []
-    for _, g in runs.groupby("config", sort=False):
-        first = g.iloc[0]
-        row = {
-            "setting": setting_name(first["label"]),
-            "dataset": first["dataset"],
-            "model": first["model"],
-            "labels": _labels(first),
-            "crop": "yes" if first["crop"] else "no",
-            "weight decay": "yes" if first["wd"] else "no",
-            "runs": len(g),
-            "done": int(g["status"].isin(["finished", "diverged"]).sum()),
-        }
+    for first, g in groups(runs, fields):
+        row = _base_row(first, fields)
+        row["runs"] = len(g)
+        row["done"] = int(g["status"].isin(["finished", "diverged"]).sum())
         for col, key in (
             ("train acc", "r.train_acc"),
             ("test acc", "r.test_acc"),
@@ -89,23 +116,44 @@ def results_table(runs: pd.DataFrame, name: str) -> Table:
             row[col], row[f"{col} sd"] = _mean_sd(g.get(key, pd.Series(dtype=float)), 100)
         row["epochs"], _ = _mean_sd(g.get("r.epochs", pd.Series(dtype=float)))
         ptrain, ptest, pnote = _paper_for(first)
-        row["paper train"], row["paper test"], row["paper note"] = ptrain, ptest, pnote
+        same = first["data.dataset"] == "cifar10"
+        row["paper train"] = ptrain if same else math.nan
+        row["paper test"] = ptest if same else math.nan
+        row["paper source"] = pnote if same and pnote else None
+        ref = None
+        if not same and pnote:
+            ref = f"{_pct(ptrain)} / {_pct(ptest)} ({pnote})"
+        row[_REF_COL] = ref
         rows.append(row)
-    frame = pd.DataFrame(rows)
+    frame = _drop_empty(pd.DataFrame(rows), ["paper train", "paper test", "paper source", _REF_COL])
     caption = (
-        f"Final training and test accuracy (%), mean and sample sd over seeds. "
-        f"{describe_setting(runs)} The paper's columns are CIFAR-10 with its own models and "
-        f"schedule (Table 1; random labels with a regularizer: the appendix, values marked "
-        f"{_UNVERIFIED} are unverified); they compare directly only where the dataset is "
-        f"CIFAR-10 with the paper's preprocessing."
+        "Final training and test accuracy (%), mean and sample sd over seeds (only runs that "
+        f"differ by seed alone are pooled). {describe_setting(runs)}" + _paper_caption(frame)
     )
     return Table(f"{name}-results", f"{name}: results", frame, caption)
 
 
-def _labels(run: pd.Series) -> str:
-    if run["kind"] == "partial-labels":
-        return f"p={run['corruption.prob']:g}"
-    return {"none": "true labels", "random-labels": "random labels"}.get(run["kind"], run["kind"])
+_REF_COL = "paper: CIFAR-10, same model (train / test)"
+
+
+def _paper_caption(frame: pd.DataFrame) -> str:
+    parts = []
+    if "paper test" in frame:
+        parts.append(
+            " Paper columns: Zhang et al. (ICLR 2017), the same setting on CIFAR-10 (Table 1; "
+            f"random labels with a regularizer: the appendix, marked {_UNVERIFIED} where "
+            "taken from a secondary source)."
+        )
+    if _REF_COL in frame:
+        parts.append(
+            f" The column '{_REF_COL}' is a reference from a different setting (the paper's "
+            "CIFAR-10 run of the same model, corruption and regularizers), not a comparison."
+        )
+    return "".join(parts)
+
+
+def _pct(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
 def _paper_for(run: pd.Series) -> tuple[float, float, str]:
@@ -139,27 +187,33 @@ def _paper_for(run: pd.Series) -> tuple[float, float, str]:
     return math.nan, math.nan, ""
 
 
+def _panels(runs: pd.DataFrame, exclude: tuple[str, ...]) -> tuple[list[str], list]:
+    """The fields that differ besides `exclude` (and seeds), and the groups they make."""
+    fields = varying(runs, exclude=(*SEED_FIELDS, *exclude))
+    return fields, groups(runs, fields)
+
+
 def fig1a_table(runs: pd.DataFrame, epochs: pd.DataFrame, name: str) -> Table | None:
-    """Steps to fit per corruption setting, relative to true labels, beside the paper's."""
+    """Steps to fit per corruption setting, relative to true labels in the same setting
+    otherwise, beside the third-party Fig. 1a numbers (same setting) or as a labelled
+    reference (other settings)."""
     sub = runs[~runs["kind"].eq("partial-labels")]
     if sub["kind"].nunique() < 2:
         return None
+    fields, panels = _panels(sub, CORRUPTION_FIELDS)
     rows = []
-    for (ds, model), g in sub.groupby(["dataset", "model"], sort=False):
-        base_fit, _ = _mean_sd(g.loc[g["kind"] == "none", "r.steps_to_fit"])
-        base_loss = _nanmean(
-            [_steps_to_loss(epochs, r) for r in g.loc[g["kind"] == "none", "run_id"]]
-        )
-        for kind, k in g.groupby("kind", sort=False):
+    for first, g in panels:
+        is_true = g["kind"] == "none"
+        base_fit, _ = _mean_sd(g.loc[is_true, "r.steps_to_fit"])
+        base_loss = _nanmean([_steps_to_loss(epochs, r) for r in g.loc[is_true, "run_id"]])
+        same = first["data.dataset"] == "cifar10" and first["model.name"] == "inception-small"
+        for kfirst, k in groups(g, list(CORRUPTION_FIELDS)):
             fit, fit_sd = _mean_sd(k["r.steps_to_fit"])
-            loss_steps = [_steps_to_loss(epochs, r) for r in k["run_id"]]
-            loss_mean = _nanmean(loss_steps)
-            pk = paper.FIG1A_STEPS_TO_LOSS_0_1.get(kind, math.nan)
-            rows.append(
+            loss_mean = _nanmean([_steps_to_loss(epochs, r) for r in k["run_id"]])
+            pk = paper.FIG1A_STEPS_TO_LOSS_0_1.get(kfirst["kind"], math.nan)
+            row = _base_row(kfirst, fields)
+            row.update(
                 {
-                    "dataset": ds,
-                    "model": model,
-                    "setting": kind,
                     "runs": len(k),
                     "fit (of runs)": int(k["r.steps_to_fit"].notna().sum()),
                     "steps to 100% train": fit,
@@ -169,17 +223,32 @@ def fig1a_table(runs: pd.DataFrame, epochs: pd.DataFrame, name: str) -> Table | 
                     "relative (loss)": loss_mean / base_loss if base_loss else math.nan,
                     "train acc": _mean_sd(k["r.train_acc"], 100)[0],
                     "test acc": _mean_sd(k["r.test_acc"], 100)[0],
-                    f"paper steps to loss<=0.1{_UNVERIFIED}": pk,
-                    f"paper relative{_UNVERIFIED}": pk / paper.FIG1A_STEPS_TO_LOSS_0_1["none"],
                 }
             )
+            rel = pk / paper.FIG1A_STEPS_TO_LOSS_0_1["none"]
+            if same:
+                row[f"paper steps to loss<=0.1{_UNVERIFIED}"] = pk
+                row[f"paper relative{_UNVERIFIED}"] = rel
+            else:
+                row[_FIG1A_REF] = rel
+            rows.append(row)
+    frame = pd.DataFrame(rows)
+    ref = (
+        f" The column '{_FIG1A_REF}' is a reference from a different setting, not a comparison."
+        if _FIG1A_REF in frame
+        else ""
+    )
     caption = (
         f"Fig. 1a: optimization steps until the training set is fit (100% training accuracy) "
-        f"and until the training loss is at most 0.1, per corruption, mean over seeds. "
-        f"{describe_setting(sub)} Paper columns: {paper.FIG1A_SOURCE} (small Inception on "
-        f"CIFAR-10, batch 128; unverified)."
+        f"and until the training loss is at most 0.1, per corruption, mean over seeds; "
+        f"relative to true labels in the same setting. {describe_setting(sub)} Reference "
+        f"numbers: {paper.FIG1A_SOURCE} (small Inception on CIFAR-10, batch 128; "
+        f"unverified, marked {_UNVERIFIED}).{ref}"
     )
-    return Table(f"{name}-fig1a", f"{name}: Fig. 1a, time to fit", pd.DataFrame(rows), caption)
+    return Table(f"{name}-fig1a", f"{name}: Fig. 1a, time to fit", frame, caption)
+
+
+_FIG1A_REF = f"reference relative{_UNVERIFIED} (CIFAR-10, Inception (small))"
 
 
 def _nanmean(xs: list[float]) -> float:
@@ -188,25 +257,28 @@ def _nanmean(xs: list[float]) -> float:
 
 
 def _steps_to_loss(epochs: pd.DataFrame, run_id: str, threshold: float = 0.1) -> float:
+    if epochs.empty:
+        return math.nan
     e = epochs[(epochs["run_id"] == run_id) & (epochs["train_loss"] <= threshold)]
     return float(e["step"].min()) if len(e) else math.nan
 
 
 def fig1bc_table(runs: pd.DataFrame, name: str) -> Table | None:
-    """Per model and corruption level p: steps to fit relative to p=0, test error."""
+    """Per setting and label-corruption level p: steps to fit relative to p=0, test error."""
     sub = runs[runs["p"].notna()]
     if sub["p"].nunique() < 3:
         return None
+    fields, lines = _panels(sub, ("corruption.kind", "corruption.prob"))
     rows = []
-    for (ds, model), g in sub.groupby(["dataset", "model"], sort=False):
+    for _, g in lines:
         base, _ = _mean_sd(g.loc[g["p"] == 0, "r.steps_to_fit"])
         for p, k in sorted(g.groupby("p"), key=lambda t: t[0]):
             fit, fit_sd = _mean_sd(k["r.steps_to_fit"])
             err, err_sd = _mean_sd(1 - pd.to_numeric(k["r.test_acc"]), 100)
-            rows.append(
+            row = _base_row(k.iloc[0], fields)
+            del row["setting"]
+            row.update(
                 {
-                    "dataset": ds,
-                    "model": model,
                     "p": p,
                     "runs": len(k),
                     "fit (of runs)": int(k["r.steps_to_fit"].notna().sum()),
@@ -218,11 +290,13 @@ def fig1bc_table(runs: pd.DataFrame, name: str) -> Table | None:
                     "test error sd": err_sd,
                 }
             )
+            rows.append(row)
     caption = (
-        "Fig. 1b/1c: steps until 100% training accuracy relative to true labels, and test "
-        f"error (%) at the end of training, per label-corruption level p. {describe_setting(sub)}"
-        " Paper: CIFAR-10, small Inception / AlexNet / MLP 1x512; convergence slows by a small "
-        "factor as p grows and test error rises steadily to 90% (chance) at p = 1."
+        "Fig. 1b/1c: steps until 100% training accuracy relative to true labels (p = 0), and "
+        f"test error (%) at the end of training, per label-corruption level p (p = 0: true "
+        f"labels, p = 1: random labels). {describe_setting(sub)} For reference, the paper "
+        "(CIFAR-10; small Inception, AlexNet, MLP 1x512) reports convergence slowing by a small "
+        "factor as p grows and test error rising steadily to 90% (chance) at p = 1."
     )
     return Table(f"{name}-fig1bc", f"{name}: Fig. 1b/1c", pd.DataFrame(rows), caption)
 
@@ -257,52 +331,63 @@ def _fmt(v, sd=None, digits: int = 2) -> str:
     return "-" if v is None else str(v)
 
 
+def _numeric(frame: pd.DataFrame) -> list[bool]:
+    """Per displayed column: is it a number (right-aligned)?"""
+    return [
+        pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        for c in frame.columns
+        if not c.endswith(" sd")
+    ]
+
+
 def to_markdown(table: Table) -> str:
+    """A pipe table (tabulate): numbers right-aligned, '|' in cells escaped."""
     d = display_frame(table.frame)
-    lines = [f"**{table.title}.** {table.caption}", ""]
-    lines.append("| " + " | ".join(d.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in d.columns) + "|")
-    for _, r in d.iterrows():
-        lines.append("| " + " | ".join(str(x).replace("|", "/") for x in r) + " |")
-    return "\n".join(lines) + "\n"
+    d = d.map(lambda s: str(s).replace("|", "\\|"))
+    d.columns = [str(c).replace("|", "\\|") for c in d.columns]
+    align = ["right" if n else "left" for n in _numeric(table.frame)]
+    body = d.to_markdown(index=False, tablefmt="pipe", colalign=align, disable_numparse=True)
+    return f"**{table.title}.** {table.caption}\n\n{body}\n"
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def latex_escape(text: str) -> str:
+    """Plain text for LaTeX: the ten special characters escaped, as pandas' Styler does."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def _latex_symbols(text: str) -> str:
+    return text.replace("±", r"$\pm$").replace("<=", r"$\le$")
 
 
 def to_latex(table: Table) -> str:
+    """A booktabs table (pandas Styler, cells and headers escaped), numbers right-aligned."""
     d = display_frame(table.frame)
-
-    def esc(s: str) -> str:
-        for a, b in (
-            ("\\", r"\textbackslash{}"),
-            ("&", r"\&"),
-            ("%", r"\%"),
-            ("_", r"\_"),
-            ("#", r"\#"),
-            ("±", r"$\pm$"),
-            ("<=", r"$\le$"),
-            ("*", r"$^*$"),
-        ):
-            s = s.replace(a, b)
-        return s
-
-    cols = "l" * len(d.columns)
-    body = [" & ".join(esc(str(x)) for x in r) + r" \\" for _, r in d.iterrows()]
-    return "\n".join(
-        [
-            r"\begin{table}[t]",
-            r"\centering",
-            r"\small",
-            rf"\begin{{tabular}}{{{cols}}}",
-            r"\hline",
-            " & ".join(esc(c) for c in d.columns) + r" \\",
-            r"\hline",
-            *body,
-            r"\hline",
-            r"\end{tabular}",
-            rf"\caption{{{esc(table.title)}. {esc(table.caption)}}}",
-            r"\end{table}",
-            "",
-        ]
+    cols = "".join("r" if n else "l" for n in _numeric(table.frame))
+    styler = d.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    caption = _latex_symbols(latex_escape(f"{table.title}. {table.caption}"))
+    body = styler.to_latex(
+        column_format=cols,
+        hrules=True,
+        position="t",
+        position_float="centering",
+        caption=caption,
+        label=f"tab:{table.name}",
     )
+    return _latex_symbols(body.replace("\\begin{table}[t]\n", "\\begin{table}[t]\n\\small\n", 1))
 
 
 def write_table(table: Table, out: Path) -> list[Path]:
