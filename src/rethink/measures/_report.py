@@ -1,0 +1,126 @@
+"""write_measures_report: the ranked table of measures and scatter plots against the gap."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from rethink.errors import RethinkError
+
+
+def has_measures(store_path: str | os.PathLike) -> bool:
+    """Whether the store file holds a non-empty measures table (read-only check)."""
+    import sqlite3
+
+    path = Path(store_path)
+    if not path.is_file():
+        return False
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT COUNT(*) FROM measures").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
+    return bool(row and row[0])
+
+
+def _fmt(v: float | None) -> str:
+    return "" if v is None else f"{v:+.3f}"
+
+
+def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+    """Write measures-ranking.md / .csv (every measure ranked by Kendall's tau with the gap,
+    all runs, beside its granulated tau, PGDL CMI and the same without random-label runs) and
+    measures-best.png / measures-worst.png (the highest- and lowest-tau measure against the
+    gap, random-label runs marked) into out_dir; returns the files. Reads only what
+    rethink.measures.compute stored."""
+    import csv
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rethink.measures._compute import _open, _select_runs, _stored, score
+    from rethink.measures._score import is_random_labels
+
+    if not has_measures(store_path):
+        raise RethinkError(f"the store {store_path} has no measures; run rethink measures first.")
+    scores = score(store_path)
+    inc = {s["measure"]: s for s in scores if s["random_labels"] == "included"}
+    exc = {s["measure"]: s for s in scores if s["random_labels"] == "excluded"}
+    ranked = sorted(
+        (m for m in inc if inc[m]["kendall_tau"] is not None),
+        key=lambda m: -inc[m]["kendall_tau"],
+    )
+    ranked += [m for m in inc if m not in ranked]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["rank", "measure", "tau", "tau_test_error", "granulated_tau", "pgdl_cmi", "runs",
+            "tau_no_rl", "granulated_tau_no_rl", "pgdl_cmi_no_rl", "runs_no_rl"]  # fmt: skip
+    rows = []
+    for i, m in enumerate(ranked, 1):
+        a, b = inc[m], exc[m]
+        rows.append([i, m, a["kendall_tau"], a["kendall_tau_test_error"], a["granulated_tau"],
+                     a["pgdl_cmi"], a["runs"], b["kendall_tau"], b["granulated_tau"],
+                     b["pgdl_cmi"], b["runs"]])  # fmt: skip
+    csv_path = out / "measures-ranking.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(rows)
+    md = [
+        "| rank | measure | tau (gap) | tau (test error) | granulated tau | PGDL CMI | runs "
+        "| tau, no random labels | granulated, no RL | CMI, no RL | runs |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = [str(r[0]), f"`{r[1]}`"] + [_fmt(v) if k != 6 and k != 10 else str(v)
+                                           for k, v in enumerate(r) if k >= 2]  # fmt: skip
+        md.append("| " + " | ".join(cells) + " |")
+    md_path = out / "measures-ranking.md"
+    md_path.write_text(
+        "Measures ranked by Kendall's tau with the generalization gap (train minus test "
+        "accuracy) over all runs; CMI in [0, 1] (higher: more informative).\n\n"
+        + "\n".join(md)
+        + "\n"
+    )
+    written = [md_path, csv_path]
+    st, owned = _open(store_path)
+    try:
+        usable, _ = _select_runs(st, None)
+        stored = _stored(st)
+    finally:
+        if owned:
+            st.close()
+    for tag, m in (
+        ("best", ranked[0] if ranked else None),
+        ("worst", ranked[-1] if ranked else None),
+    ):
+        if m is None or inc[m]["kendall_tau"] is None:
+            continue
+        fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=120)
+        for rl, color, label in ((False, "tab:blue", "true / partial labels"),
+                                 (True, "tab:red", "random labels")):  # fmt: skip
+            pts = [
+                (stored.get((r["run_id"], m)), r["result"]["train_acc"] - r["result"]["test_acc"])
+                for r in usable
+                if is_random_labels(r["spec"]) == rl and r["result"].get("test_acc") is not None
+            ]
+            pts = [(v, g) for v, g in pts if v is not None and math.isfinite(v)]
+            if pts:
+                ax.scatter([p[0] for p in pts], [100 * p[1] for p in pts], s=14, c=color,
+                           label=label)  # fmt: skip
+        ax.set_xlabel(m)
+        ax.set_ylabel("generalization gap (points)")
+        ax.set_title(f"{tag}: {m} (tau {inc[m]['kendall_tau']:+.2f})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"measures-{tag}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,114 @@
+"""End to end: train a few tiny runs into a store, then `rethink measures --json` on it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from rethink import measures, runner
+from rethink.cli import main
+from rethink.spec import RunSpec
+
+
+def _spec(kind: str, prob: float | None = None, wd: float = 0.0) -> RunSpec:
+    d = {
+        "data": {"dataset": "digits", "train_size": 200},
+        "corruption": {"kind": kind},
+        "model": {"name": "mlp-1x16"},
+        "train": {"lr": 0.05, "max_epochs": 2, "weight_decay": wd},
+    }
+    if prob is not None:
+        d["corruption"]["prob"] = prob
+    return RunSpec.from_dict(d)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    path = tmp_path_factory.mktemp("measures") / "runs.db"
+    for spec in (_spec("none"), _spec("none", wd=0.01), _spec("partial-labels", 0.5),
+                 _spec("random-labels")):  # fmt: skip
+        assert runner.run(spec, store=path)["status"] == "finished"
+    yield path
+    torch.set_num_threads(before)
+
+
+def _cli(args, capsys):
+    code = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_measures_json_on_a_fresh_store(store, capsys):
+    code, out, err = _cli(["measures", str(store), "--json", "--sample", "150"], capsys)
+    assert code == 0, err
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert set(doc) == {"measures", "scores"}
+    names = measures.names()
+    assert len(doc["measures"]) == 4 * len(names)
+    assert all(set(r) == {"run_id", "measure", "value"} for r in doc["measures"])
+    by = {(r["run_id"], r["measure"]): r["value"] for r in doc["measures"]}
+    assert all(by[(rid, "params")] == 64 * 16 + 16 + 16 * 10 + 10 for rid, _ in by)
+    assert len(doc["scores"]) == 2 * len(names)
+    for s in doc["scores"]:
+        assert {"measure", "kendall_tau", "granulated_tau", "pgdl_cmi", "runs"} <= set(s)
+    inc = {s["measure"]: s for s in doc["scores"] if s["random_labels"] == "included"}
+    exc = {s["measure"]: s for s in doc["scores"] if s["random_labels"] == "excluded"}
+    assert inc["dist_init"]["runs"] == 4 and exc["dist_init"]["runs"] == 3
+    assert "[4/4]" in err and "ETA" in err
+    # a second call computes nothing: every value is stored
+    code, out, err = _cli(["measures", str(store), "--json", "--only", "params"], capsys)
+    assert code == 0 and "all 1 measures stored" in err
+    rows = sqlite3.connect(store).execute("SELECT COUNT(*), MIN(sample) FROM measures").fetchone()
+    assert rows == (4 * len(names), 150)
+
+
+def test_force_recomputes_and_only_limits(store, capsys):
+    code, out, err = _cli(
+        ["measures", str(store), "--json", "--only", "hessian_trace,params", "--force"], capsys
+    )
+    assert code == 0, err
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert {r["measure"] for r in doc["measures"]} == {"params", "hessian_trace"}
+    assert "2 measures in" in err
+
+
+def test_bad_input_is_one_sentence(store, tmp_path, capsys):
+    code, _, err = _cli(["measures", str(store), "--only", "vc_dimension"], capsys)
+    assert code == 2 and err.startswith("error: unknown measure 'vc_dimension'")
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = _cli(["measures", str(tmp_path / "none.db")], capsys)
+    assert code == 2 and "no store" in err
+    code, _, err = _cli(["measures", str(store), "--runs", "ffffffff"], capsys)
+    assert code == 2 and "no run" in err
+
+
+def test_a_run_without_checkpoint_is_refused_with_the_reason(store, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy.db"
+    shutil.copy(store, copy)
+    code, _, err = _cli(["measures", str(copy)], capsys)
+    assert code == 2
+    assert "no final checkpoint" in err and err.count("no final checkpoint") == 4
+
+
+def test_python_api_and_report(store, tmp_path):
+    rows = measures.compute(store, only=["params", "log_spectral_product"])
+    assert len(rows) == 8
+    scores = measures.score(store, only="log_spectral_product")
+    assert [s["random_labels"] for s in scores] == ["included", "excluded"]
+    files = measures.write_measures_report(store, tmp_path / "report")
+    names = {p.name for p in files}
+    assert {"measures-ranking.md", "measures-ranking.csv", "measures-best.png"} <= names
+    text = (tmp_path / "report" / "measures-ranking.md").read_text()
+    assert "| 1 |" in text and "`" in text
