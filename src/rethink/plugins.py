@@ -191,6 +191,16 @@ def user_ref(kind: str, name: object) -> str | None:
     return value
 
 
+def _is_builtin(kind: str, name: str) -> bool:
+    if kind == "model":
+        from rethink.models import is_builtin
+
+        return is_builtin(name)
+    from rethink.data.registry import ENTRIES
+
+    return name in ENTRIES
+
+
 def _module_file(module_name: str) -> Path | None:
     mod = sys.modules.get(module_name) or import_module(module_name)
     file = getattr(mod, "__file__", None)
@@ -238,10 +248,13 @@ def describe(ref: str) -> dict[str, Any]:
 def identify(kind: str, name: object) -> dict[str, Any] | None:
     """`describe` of the user code behind a model / dataset name (a reference, or an entry
     point: then also "entry_point": {"group", "name", "package", "version"}), or None for a
-    name that names no user code. Built-in names are not looked up here; use this for names
-    the registries do not know themselves (rethink.models.is_builtin / rethink.data.names)."""
+    name that names no user code: a built-in name (built-ins win over entry points of the same
+    name) or an unknown one. Imports nothing heavy for a built-in name unless an entry point
+    of the same name is installed."""
     ref = user_ref(kind, name)
     if ref is None:
+        return None
+    if ref != name and _is_builtin(kind, str(name)):
         return None
     out = describe(ref)
     if ref != name:
@@ -253,6 +266,18 @@ def identify(kind: str, name: object) -> dict[str, Any] | None:
             "package": getattr(dist, "name", None) if dist else None,
             "version": getattr(dist, "version", None) if dist else None,
         }
+    return out
+
+
+def spec_code(model: object, dataset: object) -> dict[str, dict[str, Any]]:
+    """`identify` of a spec's model name and dataset name: {"model": {...}, "dataset": {...}},
+    leaving out a name that is no user code (built-ins, imagefolder:PATH). What a run id and a
+    run's provenance record about user code: run_id hashes each entry's "source_sha256"."""
+    out = {}
+    for kind, name in (("model", model), ("dataset", dataset)):
+        info = identify(kind, name)
+        if info is not None:
+            out[kind] = info
     return out
 
 

@@ -1,4 +1,5 @@
-"""`rethink models`: every model in the zoo with its parameter count for an input shape."""
+"""`rethink models`: every model in the zoo with its parameter count for an input shape, and
+the models installed packages register as entry points (group `rethink.models`)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,14 @@ def models_command(
     classes: int = typer.Option(10, "--classes", help="Number of classes K (>= 2)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """List every model with its parameter count and the paper's learning rate."""
+    """List every model with its parameter count and the paper's learning rate (entry-point
+    models of installed packages included; any module:function works too)."""
     from rethink import models
 
     shape = _parse_shape(input_shape)
     rows = models.describe(shape, classes)
     if as_json:
-        keep = ("name", "params", "default_lr")
+        keep = ("name", "params", "default_lr", "notes")
         print(json.dumps({"models": [{k: r[k] for k in keep} for r in rows]}))
         return
     from rich.console import Console
@@ -49,10 +51,12 @@ def models_command(
     table.add_column("default lr", justify="right")
     table.add_column("notes")
     for r in rows:
-        table.add_row(str(r["name"]), f"{r['params']:,}", f"{r['default_lr']:g}", str(r["notes"]))
+        params = "-" if r["params"] is None else f"{r['params']:,}"
+        table.add_row(str(r["name"]), params, f"{r['default_lr']:g}", str(r["notes"]))
     console = Console()
     console.print(table)
     console.print(
         "Families: mlp-<D>x<W> (D hidden layers of W units) and resnet18-k<K> (width k) "
-        "take any positive integers."
+        "take any positive integers. Your own model: --model module:function "
+        "(docs/plugins.md)."
     )
