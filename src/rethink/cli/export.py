@@ -7,9 +7,10 @@ import json
 import typer
 
 from rethink.cli import app
+from rethink.cli._oneline import OneLineCommand
 
 
-@app.command("export")
+@app.command("export", cls=OneLineCommand)
 def export_command(
     store: str = typer.Argument(..., metavar="STORE", help="A results store (.db)."),
     to: str = typer.Option(

@@ -13,6 +13,15 @@ from rethink.report._load import load_frames
 from rethink.report._tables import fig1a_table, fig1bc_table, results_table, write_table
 
 
+def _check_out(out: Path) -> None:
+    """--out must be a folder (or not exist yet, under a folder): refused before reading."""
+    if out.exists() and not out.is_dir():
+        raise RethinkError(f"--out {out} is a file; give a folder for the report.")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise RethinkError(f"--out {out} lies under {parent}, which is a file, not a folder.")
+
+
 def write_report(
     store: str | os.PathLike,
     out: str | os.PathLike,
@@ -26,12 +35,16 @@ def write_report(
 
     `notes` maps a sweep name to a sentence shown under its heading (e.g. the preset's
     expected result)."""
+    out = Path(out)
+    _check_out(out)
     runs, epochs = load_frames(store, sweeps, run_ids)
     if runs.empty:
         which = f" for sweep {', '.join(sweeps)}" if sweeps else ""
         raise RethinkError(f"the store {store} has no runs{which} to report.")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RethinkError(f"cannot create the report folder {out} ({err.strerror}).") from None
     written: list[Path] = []
     sections = []
     for sweep, g in runs.groupby("sweep", sort=False):
