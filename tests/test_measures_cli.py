@@ -68,8 +68,10 @@ def test_measures_json_on_a_fresh_store(store, capsys):
     # a second call computes nothing: every value is stored
     code, out, err = _cli(["measures", str(store), "--json", "--only", "params"], capsys)
     assert code == 0 and "all 1 measures stored" in err
-    rows = sqlite3.connect(store).execute("SELECT COUNT(*), MIN(sample) FROM measures").fetchone()
-    assert rows == (4 * len(names), 150)
+    db = sqlite3.connect(store)
+    assert db.execute("SELECT COUNT(*) FROM measures").fetchone() == (4 * len(names),)
+    used = dict(db.execute("SELECT measure, MAX(sample) FROM measures GROUP BY measure"))
+    assert used["inverse_margin"] == 150 and used["hessian_trace"] == 150 and used["params"] == 0
 
 
 def test_force_recomputes_and_only_limits(store, capsys):
@@ -112,3 +114,20 @@ def test_python_api_and_report(store, tmp_path):
     assert {"measures-ranking.md", "measures-ranking.csv", "measures-best.png"} <= names
     text = (tmp_path / "report" / "measures-ranking.md").read_text()
     assert "| 1 |" in text and "`" in text
+
+
+def test_measures_preset_is_a_grid_of_one_axis_variants_times_label_noise():
+    from rethink.measures import hyperparameter_axes
+    from rethink.sweep import load_sweep, preset_path
+
+    for scale, n in (("smoke", 4), ("cpu", 48), ("paper", 48)):
+        plan = load_sweep(preset_path("measures"), scale=scale)
+        assert len(plan) == n and plan.meta.get("runtime") and plan.meta.get("expect")
+    cpu = load_sweep(preset_path("measures"), scale="cpu").runs
+    assert all(r.spec.train.until_fit and r.spec.train.max_epochs == 200 for r in cpu)
+    assert {r.spec.corruption.prob for r in cpu} == {0.0, 0.2, 0.4, 0.6, 0.8, 1.0}
+    axes = hyperparameter_axes([r.spec.to_dict() for r in cpu])
+    assert set(axes[0]) == {
+        "corruption.prob", "model.name", "train.lr", "train.batch_size",
+        "train.weight_decay", "model.dropout", "data.train_size",
+    }  # fmt: skip

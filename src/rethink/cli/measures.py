@@ -19,7 +19,10 @@ def measures_command(
     only: str = typer.Option(None, "--only", help="Only these measures: NAME,NAME,..."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
     force: bool = typer.Option(False, "--force", help="Recompute measures already stored."),
-    sample: int = typer.Option(1000, "--sample", help="Training examples the measures use."),
+    sample: int = typer.Option(1000, "--sample", help="Training examples the margins use."),
+    flat_sample: int = typer.Option(
+        500, "--flat-sample", help="The first this many of them: flatness, Hessian, gradients."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample and the noise draws."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, mps or auto."),
 ) -> None:
@@ -32,7 +35,14 @@ def measures_command(
 
     run_ids = [r for item in runs or [] for r in item.split(",") if r.strip()] or None
     rows = measures.compute(
-        store, runs=run_ids, only=only, force=force, sample=sample, seed=seed, device=device
+        store,
+        runs=run_ids,
+        only=only,
+        force=force,
+        sample=sample,
+        flat_sample=flat_sample,
+        seed=seed,
+        device=device,
     )
     scores = measures.score(store, runs=run_ids, only=only)
     if as_json:

@@ -31,7 +31,8 @@ from rethink.measures import _norms as N
 from rethink.measures._score import score_table
 from rethink.store import Store
 
-SAMPLE = 1000  # examples of the training set the data-dependent measures use
+SAMPLE = 1000  # examples of the training set the margin measures use
+FLAT_SAMPLE = 500  # the first this many of them: flatness, Hessian and gradient measures
 SEED = 0  # the sample's permutation and every measure's noise draws
 STEPS_TO_LOSS = 0.1  # steps_to_loss: the first epoch with training loss <= this
 
@@ -200,15 +201,16 @@ def measure_run(
     *,
     sample: int = SAMPLE,
     seed: int = SEED,
+    flat_sample: int = FLAT_SAMPLE,
     device: str = "cpu",
-) -> dict[str, tuple[float, float]]:
-    """{measure: (value, seconds)} for the given groups of one run (a group's time is split
-    evenly over its measures)."""
+) -> dict[str, tuple[float, float, int]]:
+    """{measure: (value, seconds, examples)} for the given groups of one run (a group's time
+    is split evenly over its measures; examples: the sample size the measure used)."""
     model, init, data, spec = load_run(st, run, device)
     x, y = sample_of(data, sample, seed)
     dev = next(model.parameters()).device
     x, y = x.to(dev), y.to(dev)
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, int]] = {}
     norms: dict[str, float] = {}
     if "norms" in groups or "margin" in groups:  # the margin measures reuse the norms
         groups = ["norms", *[g for g in groups if g != "norms"]]
@@ -225,11 +227,13 @@ def measure_run(
                 "steps_to_fit": float(stf) if stf is not None else math.nan,
                 "steps_to_loss": steps_to_loss(st.epochs(run["run_id"])),
             }
-        else:
-            vals = {GROUPS[g][0]: _stochastic(g, model, x, y, spec.train.batch_size, gen)}
+        else:  # the costly ones (a backward pass or many forwards each step): a smaller sample
+            xs, ys = x[:flat_sample], y[:flat_sample]
+            vals = {GROUPS[g][0]: _stochastic(g, model, xs, ys, spec.train.batch_size, gen)}
         public = {k: v for k, v in vals.items() if not k.startswith("_")}
         dt = (time.perf_counter() - t0) / max(len(public), 1)
-        out.update({k: (v, dt) for k, v in public.items()})
+        used = {"norms": 0, "optimization": 0, "margin": len(y)}.get(g, min(flat_sample, len(y)))
+        out.update({k: (v, dt, used) for k, v in public.items()})
     return out
 
 
@@ -258,14 +262,14 @@ def _stored(st: Store) -> dict[tuple[str, str], float | None]:
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-def _write(st: Store, rid: str, vals: dict[str, tuple[float, float]], sample: int, seed: int):
+def _write(st: Store, rid: str, vals: dict[str, tuple[float, float, int]], seed: int) -> None:
     now = time.time()
     with st.db:
         st.db.executemany(
             "INSERT OR REPLACE INTO measures VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (rid, m, v if math.isfinite(v) else None, sample, seed, s, now)
-                for m, (v, s) in vals.items()
+                (rid, m, v if math.isfinite(v) else None, n, seed, s, now)
+                for m, (v, s, n) in vals.items()
             ],
         )
 
@@ -277,6 +281,7 @@ def compute(
     *,
     force: bool = False,
     sample: int = SAMPLE,
+    flat_sample: int = FLAT_SAMPLE,
     seed: int = SEED,
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
@@ -287,8 +292,10 @@ def compute(
     None where undefined). Raises RethinkError if no selected run can be measured, naming the
     skipped runs and why. `progress` gets one line per run (with an ETA)."""
     chosen = _check_only(only)
-    if sample < 2:
-        raise RethinkError(f"--sample must be at least 2 examples, not {sample}.")
+    if sample < 2 or flat_sample < 2:
+        raise RethinkError(
+            f"--sample and --flat-sample need at least 2 examples, not {min(sample, flat_sample)}."
+        )
     st, owned = _open(store)
     try:
         _ensure_table(st)
@@ -310,9 +317,11 @@ def compute(
                 continue
             groups = [g for g in GROUPS if any(_GROUP_OF[m] == g for m in missing)]
             t0 = time.perf_counter()
-            vals = measure_run(st, r, groups, sample=sample, seed=seed, device=device)
+            vals = measure_run(
+                st, r, groups, sample=sample, seed=seed, flat_sample=flat_sample, device=device
+            )
             vals = {m: v for m, v in vals.items() if m in missing}
-            _write(st, rid, vals, sample, seed)
+            _write(st, rid, vals, seed)
             done_work += 1
             elapsed = time.perf_counter() - t_start
             eta = elapsed / done_work * (n_work - done_work)
