@@ -391,6 +391,7 @@ def test_each_run_records_its_user_code(example, tmp_path, one_thread):
     assert code["dataset"]["source_sha256"] == plugins.source_digest("myplugins:two_blobs")
 
 
+@pytest.mark.slow  # two spawned workers importing torch: 42 s measured at load 7 on 2 cores
 def test_a_two_job_sweep_imports_user_code_in_its_workers(example, tmp_path, monkeypatch):
     """The model module is in the cwd, the dataset module only on sys.path (as PYTHONPATH
     would put it): spawn hands both to the worker processes."""
