@@ -155,17 +155,27 @@ def test_same_seed_same_result_other_seed_other_result(kind):
     ytr, yte = torch.randint(0, 10, (200,), generator=g), torch.randint(0, 10, (20,), generator=g)
     before = [t.clone() for t in (xtr, ytr, xte, yte)]
     p = 0.5 if kind == "partial-labels" else 0.0
+    extra = {}
+    if kind in C.HUMAN_KINDS:  # ready-aligned human labels (rethink.data.cifar10n's job)
+        extra["human"] = torch.randint(0, 10, (200,), generator=gen(9))
+    if kind == "noise-matrix":
+        extra["matrix"] = torch.full((10, 10), 0.1, dtype=torch.float64)
+    given = {k: v.clone() for k, v in extra.items()}
 
     def run(seed):
-        return C.apply(kind, xtr, ytr, xte, yte, num_classes=10, generator=gen(seed), p=p)
+        return C.apply(kind, xtr, ytr, xte, yte, num_classes=10, generator=gen(seed), p=p, **extra)
 
     a, b, other = run(5), run(5), run(6)
     for name in ("x_train", "y_train", "x_test", "y_test", "changed"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     for t, orig in zip((xtr, ytr, xte, yte), before, strict=True):
         assert torch.equal(t, orig)  # inputs untouched (pure)
+    assert all(torch.equal(extra[k], given[k]) for k in extra)
     if kind == "none":
         assert not a.changed.any() and a.realized_fraction == 0.0
+    elif kind in C.HUMAN_KINDS:  # fixed labels, nothing drawn: every seed gives the same
+        assert torch.equal(a.y_train, other.y_train) and torch.equal(a.y_train, extra["human"])
+        assert torch.equal(a.changed, extra["human"] != ytr) and torch.equal(a.y_test, yte)
     else:
         differs = [
             not torch.equal(getattr(a, n), getattr(other, n)) for n in ("x_train", "y_train")
@@ -189,6 +199,32 @@ def test_bad_kind_or_probability_is_one_clear_error(kind, p):
     assert msg.endswith(".") and "\n" not in msg
     if kind == "blur":
         assert all(k in msg for k in C.KINDS)
+
+
+def test_new_kinds_take_exactly_their_own_inputs():
+    x, y = torch.zeros(6, 1, 1, 1), torch.tensor([0, 1, 2, 0, 1, 2])
+    human, t = torch.tensor([0, 1, 1, 0, 2, 2]), torch.eye(3, dtype=torch.float64)
+
+    def apply(kind, **kw):
+        return C.apply(kind, x, y, x, y, num_classes=3, generator=gen(0), **kw)
+
+    res = apply("cifar10n-worst", human=human)
+    assert res.changed.tolist() == [False, False, True, False, True, False]
+    assert res.realized_fraction == pytest.approx(2 / 6)
+    assert not apply("noise-matrix", matrix=t).changed.any()  # identity: nothing moves
+    cases = [("cifar10n-aggre", {}, "needs the human labels"),
+             ("partial-labels", {"human": human, "p": 0.1}, "takes no human labels"),
+             ("noise-matrix", {}, "needs a K x K"),
+             ("random-labels", {"matrix": t}, "takes no matrix"),
+             ("noise-matrix", {"matrix": torch.eye(2)}, "3 x 3"),
+             ("cifar10n-random1", {"human": human[:3]}, "3 human labels for 6"),
+             ("cifar10n-random2", {"human": human, "corrupt_test": True}, "training images only"),
+             ("noise-matrix", {"matrix": t, "p": 0.5}, "takes no probability")]  # fmt: skip
+    for kind, kw, words in cases:
+        with pytest.raises(RethinkError) as err:
+            apply(kind, **kw)
+        msg = str(err.value)
+        assert msg.endswith(".") and "\n" not in msg and words in msg, (kind, msg)
 
 
 def test_label_corruption_touches_test_labels_only_when_asked():

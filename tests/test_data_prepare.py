@@ -15,6 +15,7 @@ from rethink import corruptions
 from rethink.cli import main
 from rethink.data.dataset import Dataset
 from rethink.data.prepare import corruption_generator
+from rethink.data.preprocess import preprocess, to_unit
 from rethink.errors import RethinkError
 
 
@@ -135,6 +136,46 @@ def test_bad_names_and_probabilities_are_one_sentence(kwargs, words):
         D.prepare(toy(), **kwargs)
     msg = str(err.value)
     assert "\n" not in msg and msg.endswith(".") and all(w in msg for w in words)
+
+
+@pytest.mark.parametrize("kind", ["unit", "standardize", "paper"])
+def test_preprocessing_never_changes_its_input(kind):
+    """Issue 8: float inputs come back untouched (to_unit used to divide a float32 in place)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32, generator=g)
+    xte = torch.rand(4, 3, 32, 32, generator=g)
+    keep, keep_te = x.clone(), xte.clone()
+    unit = to_unit(x)
+    assert torch.equal(x, keep) and unit.data_ptr() != x.data_ptr()
+    torch.testing.assert_close(unit, keep / 255)
+    preprocess(x, xte, kind)
+    assert torch.equal(x, keep) and torch.equal(xte, keep_te)
+
+
+@pytest.mark.parametrize(
+    "corruption,extra",
+    [("none", {}), ("partial-labels", {"corrupt_prob": 0.5}), ("random-labels", {}),
+     ("shuffled-pixels", {}), ("random-pixels", {}), ("gaussian", {}),
+     ("noise-matrix", {"matrix": np.full((10, 10), 0.1)})],
+)  # fmt: skip
+def test_prepare_never_changes_the_dataset(corruption, extra):
+    ds = toy()
+    # float images are the risky case: a float32 tensor passes through .to(float32) as itself
+    ds = Dataset(ds.name, ds.x_train.float(), ds.y_train, ds.x_test.float(), ds.y_test,
+                 ds.num_classes, ds.class_names, {}, "Toy")  # fmt: skip
+    before = [t.clone() for t in (ds.x_train, ds.y_train, ds.x_test, ds.y_test)]
+    for preprocess_name in ("unit", "standardize", "paper"):
+        p = D.prepare(ds, preprocess=preprocess_name, corruption=corruption, corrupt_test=True,
+                      seed=1, **extra) if corruption != "shuffled-pixels" else D.prepare(
+                      ds, preprocess=preprocess_name, corruption=corruption, seed=1)  # fmt: skip
+        # what prepare returns is the run's own: changing it in place (as an engine may) must
+        # not reach the dataset, which load() caches for the rest of the process
+        p.x_train.add_(1.0)
+        p.y_train.add_(1)
+        p.x_test.add_(1.0)
+        p.y_test.add_(1)
+        for t, orig in zip((ds.x_train, ds.y_train, ds.x_test, ds.y_test), before, strict=True):
+            assert torch.equal(t, orig), (corruption, preprocess_name)
 
 
 def run(*args: str) -> int:

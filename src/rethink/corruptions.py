@@ -11,6 +11,13 @@ Decisions on the points the paper leaves open (see docs/data.md):
 - `shuffled-pixels` always applies its one permutation to the test images too (the paper).
   `random-pixels`, `gaussian` and the label corruptions touch the test split only with
   `corrupt_test=True`; by default test images and labels stay true.
+
+Beyond the paper (docs/data.md, "Real human label noise"):
+- `cifar10n-aggre|worst|random1|2|3`: the training labels replaced by CIFAR-10N human labels
+  (Wei et al., ICLR 2022). `apply` takes them ready-aligned (`human=`); finding and lining
+  them up with the images is rethink.data.cifar10n's job. They cover the training set only.
+- `noise-matrix`: each label redrawn from row y of a class-transition matrix T (T[i, j] =
+  P(noisy j | clean i)), independently per example, from the explicit generator.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ import torch
 
 from rethink.errors import RethinkError
 
-KINDS = ("none", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian")
+PAPER_KINDS = (
+    "none", "partial-labels", "random-labels", "shuffled-pixels", "random-pixels", "gaussian"
+)  # fmt: skip
+HUMAN_KINDS = (
+    "cifar10n-aggre", "cifar10n-worst", "cifar10n-random1", "cifar10n-random2", "cifar10n-random3"
+)  # fmt: skip
+KINDS = PAPER_KINDS + HUMAN_KINDS + ("noise-matrix",)
 LABEL_KINDS = ("partial-labels", "random-labels")
 
 
@@ -62,6 +75,20 @@ def random_labels(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Every label replaced by a uniform draw from all classes (partial labels with p = 1)."""
     return partial_labels(y, num_classes, 1.0, generator)
+
+
+def noise_matrix(
+    y: torch.Tensor, matrix: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each label y_n replaced by a draw from row y_n of the K x K row-stochastic `matrix`
+    (row i = distribution of the noisy label given clean class i), independently per example.
+    Returns (new labels int64 (N,), changed (N,))."""
+    y = y.to(torch.int64)
+    if len(y) == 0:
+        return y.clone(), torch.zeros(0, dtype=torch.bool)
+    rows = matrix.to(torch.float64)[y]  # (N, K)
+    out = torch.multinomial(rows, 1, replacement=True, generator=generator).squeeze(1)
+    return out, out != y
 
 
 def _permute_positions(x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -115,6 +142,8 @@ def check(kind: str, p: float) -> float:
     """Validate a corruption name and probability; returns the p that will be used."""
     if kind not in KINDS:
         raise RethinkError(f"unknown corruption {kind!r}; choose one of {', '.join(KINDS)}.")
+    if p is None:  # a spec leaves the probability unset where the corruption takes none
+        p = 0.0
     if not isinstance(p, (int, float)) or math.isnan(p) or not 0.0 <= p <= 1.0:
         raise RethinkError(f"the corruption probability must lie in [0, 1], got {p}.")
     if kind == "partial-labels":
@@ -127,6 +156,12 @@ def check(kind: str, p: float) -> float:
         return 1.0
     if kind == "none" and p != 0.0:
         raise RethinkError(f"corruption none takes no probability (got {p}); use partial-labels.")
+    if kind in HUMAN_KINDS + ("noise-matrix",):
+        if p != 0.0:
+            raise RethinkError(
+                f"corruption {kind} takes no probability (got {p}); only partial-labels does."
+            )
+        return 0.0
     if p not in (0.0, 1.0):
         raise RethinkError(
             f"{kind} corrupts every image and takes no probability (got {p}); "
@@ -153,15 +188,50 @@ def apply(
     generator: torch.Generator,
     p: float = 0.0,
     corrupt_test: bool = False,
+    human: torch.Tensor | None = None,
+    matrix: torch.Tensor | None = None,
 ) -> CorruptionResult:
     """Apply corruption `kind` (one of KINDS) to the splits; see the module docstring.
 
     x: (N, C, H, W) tensors (float for gaussian); y: int64 (N,). Draws come from `generator`,
-    training split first. p is used by partial-labels only.
+    training split first. p is used by partial-labels only; `human` (int64 (N_train,), the
+    CIFAR-10N labels of these training examples) by the cifar10n-* kinds only; `matrix`
+    (K x K, row-stochastic) by noise-matrix only.
     """
     p = check(kind, p)
+    if (human is not None) != (kind in HUMAN_KINDS):
+        raise RethinkError(
+            f"corruption {kind} needs the human labels of the training examples (human=...)."
+            if human is None
+            else f"corruption {kind} takes no human labels; only the cifar10n kinds do."
+        )
+    if (matrix is not None) != (kind == "noise-matrix"):
+        raise RethinkError(
+            "corruption noise-matrix needs a K x K transition matrix (matrix=...)."
+            if matrix is None
+            else f"corruption {kind} takes no matrix; only noise-matrix does."
+        )
     xtr, ytr, xte, yte = x_train, y_train.to(torch.int64), x_test, y_test.to(torch.int64)
-    if kind in LABEL_KINDS:
+    if kind in HUMAN_KINDS:
+        if corrupt_test:
+            raise RethinkError(
+                f"{kind} relabels the CIFAR-10 training images only; there are no human "
+                "labels for the test split, so it cannot be combined with corrupt_test."
+            )
+        if tuple(human.shape) != tuple(ytr.shape):
+            raise RethinkError(f"{kind}: {len(human)} human labels for {len(ytr)} examples.")
+        ytr = human.to(torch.int64).clone()
+    elif kind == "noise-matrix":
+        k = num_classes
+        if tuple(matrix.shape) != (k, k):
+            raise RethinkError(
+                f"the noise matrix is {'x'.join(map(str, matrix.shape))}; it must be "
+                f"{k} x {k} for a {k}-class dataset."
+            )
+        ytr, _ = noise_matrix(ytr, matrix, generator)
+        if corrupt_test:
+            yte, _ = noise_matrix(yte, matrix, generator)
+    elif kind in LABEL_KINDS:
         ytr, _ = partial_labels(ytr, num_classes, p, generator)
         if corrupt_test:
             yte, _ = partial_labels(yte, num_classes, p, generator)

@@ -19,6 +19,9 @@ class Dataset:
     y_train, y_test: int64 tensors (N,), class indices 0..num_classes-1.
     provenance: where it came from: source, files, checksums, notes.
     label: how results on it are named, e.g. "CIFAR-10 (JPEG)".
+    train_index: int64 (N_train,), the position of each training example in the loader's
+    full training set (None: the full set itself, in order). `subset` keeps it, so labels
+    published per image (CIFAR-10N) can be matched to the examples of any subset.
     """
 
     name: str
@@ -30,6 +33,13 @@ class Dataset:
     class_names: tuple[str, ...]
     provenance: dict
     label: str
+    train_index: torch.Tensor | None = None
+
+    def train_positions(self) -> torch.Tensor:
+        """int64 (N_train,): `train_index`, or 0..N_train-1 for a full training set."""
+        if self.train_index is None:
+            return torch.arange(len(self.y_train), dtype=torch.int64)
+        return self.train_index
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -83,5 +93,6 @@ def subset(ds: Dataset, train_size: int, seed: int = 0) -> Dataset:
     index = torch.from_numpy(idx)
     prov = dict(ds.provenance, train_subset={"size": train_size, "seed": seed, "of": n})
     return dataclasses.replace(
-        ds, x_train=ds.x_train[index], y_train=ds.y_train[index], provenance=prov
-    )
+        ds, x_train=ds.x_train[index], y_train=ds.y_train[index], provenance=prov,
+        train_index=ds.train_positions()[index],
+    )  # fmt: skip

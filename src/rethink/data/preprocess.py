@@ -19,8 +19,9 @@ PAPER_CROP = 28
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1]."""
-    return x.to(torch.float32).div_(255.0)
+    """uint8 (N, C, H, W) -> float32 in [0, 1], a new tensor (x itself is never changed: a
+    float32 x would otherwise be divided in place)."""
+    return torch.div(x, 255.0).to(torch.float32)
 
 
 def center_crop(x: torch.Tensor, size: int = PAPER_CROP) -> torch.Tensor:
