@@ -15,7 +15,7 @@ app = typer.Typer(
     help="Randomization tests of 'Understanding deep learning requires rethinking "
     "generalization' (Zhang et al., ICLR 2017).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # rethink --install-completion / --show-completion [bash|zsh|fish]
     pretty_exceptions_enable=False,
 )
 

@@ -32,8 +32,7 @@ def models_command(
     classes: int = typer.Option(10, "--classes", help="Number of classes K (>= 2)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """List every model with its parameter count and the paper's learning rate (entry-point
-    models of installed packages included; any module:function works too)."""
+    """List every model with its parameter count and the paper's learning rate."""
     from rethink import models
 
     shape = _parse_shape(input_shape)
