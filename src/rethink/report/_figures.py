@@ -40,7 +40,14 @@ def style(i: int) -> dict:
         "color": colors[i % len(colors)],
         "linestyle": _DASHES[i % len(_DASHES)],
         "marker": _MARKERS[i % len(_MARKERS)],
+        "markerfacecolor": "none",  # hollow: a marker under another still shows
     }
+
+
+def _every(n_points: int, i: int):
+    """Markers on about 12 points, shifted per line so coinciding lines' markers alternate."""
+    step = max(1, n_points // 12)
+    return (i % step, step) if step > 1 else 1
 
 
 def save(fig, out: Path, name: str) -> list[Path]:
@@ -68,7 +75,7 @@ def fig1a(runs: pd.DataFrame, epochs: pd.DataFrame, title: str):
     for ax, (first, g) in zip(axes[0], panels, strict=True):
         for i, (kfirst, k) in enumerate(N.groups(g, list(N.CORRUPTION_FIELDS))):
             ep = epochs[epochs["run_id"].isin(k["run_id"])]
-            _mean_band(ax, ep, "step", "train_loss", N.run_corruption(kfirst), style(i))
+            _mean_band(ax, ep, "step", "train_loss", N.run_corruption(kfirst), i)
         ax.set_yscale("log")
         ax.set(xlabel="optimization steps", ylabel="training loss (log scale)")
         ax.set_title(_panel_title(first, fields), fontsize=10)
@@ -78,7 +85,7 @@ def fig1a(runs: pd.DataFrame, epochs: pd.DataFrame, title: str):
     return fig
 
 
-def _mean_band(ax, ep: pd.DataFrame, x: str, y: str, label: str, st: dict) -> None:
+def _mean_band(ax, ep: pd.DataFrame, x: str, y: str, label: str, i: int) -> None:
     """Mean of y over runs at each x (runs share their x grid), min-max shaded; points
     where y was not measured (NaN) and, on a log axis, non-positive values are skipped."""
     if ep.empty:
@@ -91,8 +98,9 @@ def _mean_band(ax, ep: pd.DataFrame, x: str, y: str, label: str, st: dict) -> No
     xs = table.index.to_numpy()
     mean = table.mean(axis=1).to_numpy()
     n = table.shape[1]
-    every = max(1, len(xs) // 12)
-    ax.plot(xs, mean, label=f"{label} ({n} seeds)" if n > 1 else label, markevery=every, **st)
+    st = style(i)
+    label = f"{label} ({n} seeds)" if n > 1 else label
+    ax.plot(xs, mean, label=label, markevery=_every(len(xs), i), **st)
     if n > 1:
         ax.fill_between(
             xs, table.min(axis=1), table.max(axis=1), color=st["color"], alpha=0.15, lw=0
@@ -177,7 +185,7 @@ def curves(runs: pd.DataFrame, epochs: pd.DataFrame, title: str, max_settings: i
         best = np.fmax.accumulate(ys)
         st = style(i)
         label = N.group_name(first, fields)[:60]
-        ax.plot(xs, ys, label=label, markevery=max(1, len(xs) // 12), **st)
+        ax.plot(xs, ys, label=label, markevery=_every(len(xs), i), **st)
         ax.fill_between(xs, ys, best, color=st["color"], alpha=0.12, linewidth=0)
         j = int(np.nanargmax(ys))
         ax.plot(xs[j], ys[j], marker="*", color=st["color"], ms=10, ls="none")
