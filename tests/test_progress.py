@@ -140,6 +140,16 @@ def test_rich_terminal_renders():
     assert "sweep fig1a" in out and "2/2" in out and "skipped r1" in out
 
 
+def test_nothing_drawn_before_the_first_event():
+    """A bad-input error raised before any run starts prints alone: no empty bar above it."""
+    s = io.StringIO()
+    sp = SweepProgress("s", 3, stream=s, mode="terminal")
+    p = RunProgress("x", 3, stream=s, mode="terminal")
+    sp.close()
+    p.close()
+    assert s.getvalue() == ""
+
+
 def test_notebook_mode_uses_tqdm():
     pytest.importorskip("tqdm", reason="tqdm is a dependency of rethink; install it")
     s = io.StringIO()

@@ -311,6 +311,12 @@ class SweepProgress(_Display):
         self._bar = None
         self._task = None
         self._run_tasks: dict[str, Any] = {}
+
+    def _open(self) -> None:
+        """Draw the bar at the first event, not before: an error raised before any run
+        starts (bad input) then prints its sentence alone, with no empty bar above it."""
+        if self._bar is not None or self._closed:
+            return
         if self.mode == "terminal":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -322,12 +328,12 @@ class SweepProgress(_Display):
                 console=_console(self.stream, self.mode),
             )
             self._bar.start()
-            self._task = self._bar.add_task(f"sweep {name}", total=self.total, info="runs")
+            self._task = self._bar.add_task(f"sweep {self.name}", total=self.total, info="runs")
         elif self.mode == "notebook":
             from tqdm.auto import tqdm
 
             kw = {} if self.stream is sys.stderr else {"file": self.stream}
-            self._bar = tqdm(total=self.total, desc=f"sweep {name}", unit="run", **kw)
+            self._bar = tqdm(total=self.total, desc=f"sweep {self.name}", unit="run", **kw)
 
     @property
     def done(self) -> int:
@@ -339,6 +345,7 @@ class SweepProgress(_Display):
         return sweep_eta(elapsed, self.n_finished, self.total - self.done)
 
     def _say(self, text: str) -> None:
+        self._open()
         if self.mode == "plain":
             self._line(text)
         elif self.mode == "terminal":
@@ -347,6 +354,7 @@ class SweepProgress(_Display):
             self._bar.write(text)
 
     def _advance(self) -> None:
+        self._open()
         eta = format_duration(self.eta())
         if self.mode == "terminal":
             self._bar.update(self._task, completed=self.done, info=f"runs  eta {eta}")
@@ -364,6 +372,7 @@ class SweepProgress(_Display):
         """A run begins (fresh, or resumed after epoch `resumed_from`)."""
         if self._t0 is None:
             self._t0 = self.clock()
+        self._open()
         if resumed_from is not None:
             self._say(f"{self.name}: resumed {run_id} ({run_label}) from epoch {resumed_from}")
         if self.mode == "terminal":
