@@ -122,6 +122,17 @@ def test_paper_numbers_only_beside_the_same_setting(tmp_path):
         assert "PAPER.md" not in text and ".md" not in text
 
 
+def test_the_jpeg_copy_of_cifar10_is_the_papers_dataset(tmp_path):
+    db = tmp_path / "j.db"
+    spec = RunSpec.from_dict({"dataset": "cifar10-jpeg", "model.name": "mlp-1x512"})
+    with Store(db) as st:
+        _fake_run(st, spec, "true", 1.0, 0.52, 40, "s")
+    runs, _ = load_frames(db)
+    t = results_table(runs, "s").frame
+    assert t.loc[0, "paper test"] == 50.51 and t.loc[0, "dataset"] == "CIFAR-10 (JPEG)"
+    assert "paper: CIFAR-10, same model (train / test)" not in t
+
+
 def test_tables_escape_latex_and_align_numbers():
     frame = pd.DataFrame(
         {"setting a_b & {c}": ["50% $x^2$ ~ #1", "plain"], "acc": [1.5, 2.25], "acc sd": [0.1, 0]}

@@ -28,6 +28,9 @@ from rethink.report._names import (
     varying,
 )
 
+# The paper's dataset: CIFAR-10, and the same 60,000 images re-encoded as JPEG (same split
+# and labels; results labelled "CIFAR-10 (JPEG)" so the difference stays visible).
+PAPER_DATASETS = ("cifar10", "cifar10-jpeg")
 _UNVERIFIED = "*"  # marks a paper number taken from a secondary source
 
 
@@ -116,7 +119,7 @@ def results_table(runs: pd.DataFrame, name: str) -> Table:
             row[col], row[f"{col} sd"] = _mean_sd(g.get(key, pd.Series(dtype=float)), 100)
         row["epochs"], _ = _mean_sd(g.get("r.epochs", pd.Series(dtype=float)))
         ptrain, ptest, pnote = _paper_for(first)
-        same = first["data.dataset"] == "cifar10"
+        same = first["data.dataset"] in PAPER_DATASETS
         row["paper train"] = ptrain if same else math.nan
         row["paper test"] = ptest if same else math.nan
         row["paper source"] = pnote if same and pnote else None
@@ -206,7 +209,7 @@ def fig1a_table(runs: pd.DataFrame, epochs: pd.DataFrame, name: str) -> Table | 
         is_true = g["kind"] == "none"
         base_fit, _ = _mean_sd(g.loc[is_true, "r.steps_to_fit"])
         base_loss = _nanmean([_steps_to_loss(epochs, r) for r in g.loc[is_true, "run_id"]])
-        same = first["data.dataset"] == "cifar10" and first["model.name"] == "inception-small"
+        same = first["data.dataset"] in PAPER_DATASETS and first["model.name"] == "inception-small"
         for kfirst, k in groups(g, list(CORRUPTION_FIELDS)):
             fit, fit_sd = _mean_sd(k["r.steps_to_fit"])
             loss_mean = _nanmean([_steps_to_loss(epochs, r) for r in k["run_id"]])
