@@ -546,3 +546,14 @@ def alignment_gap(n_fit: int, n_eval: int, shuffles: int, noise: str = "cifar10n
         out[name] = {"n_wrong": len(wrong), "real": real, "shuffled": float(sh.mean()),
                      "max_shuffled": float(sh.max()), "z": float(z)}  # fmt: skip
     return out
+
+
+def test_a_dataset_whose_train_index_does_not_fit_is_one_sentence(labels_npz):
+    from dataclasses import replace
+
+    labels, npz = labels_npz
+    ds = D.subset(fake_dataset("cifar10", labels), 100, 0)
+    for bad in (ds.train_index[:50], ds.train_index + N.N_TRAIN):
+        with pytest.raises(RethinkError) as err:
+            N.official_index(replace(ds, train_index=bad), N.read_labels(npz))
+        one_line_error(err, "train_index")

@@ -242,6 +242,11 @@ def official_index(ds, labels: dict[str, np.ndarray]) -> np.ndarray:
             "relabels."
         )
     pos = ds.train_positions().numpy()
+    if len(pos) != len(ds.y_train) or (len(pos) and not 0 <= pos.min() <= pos.max() < N_TRAIN):
+        raise RethinkError(
+            f"{ds.name}'s train_index does not give each of its {len(ds.y_train):,} training "
+            f"examples a position in the {N_TRAIN:,} training images."
+        )
     clean = labels["clean_label"]
     if ds.name == "cifar10":
         idx = pos
