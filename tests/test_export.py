@@ -218,3 +218,15 @@ def test_cli_export_and_bad_input(store, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "\n" not in err, err
     assert not (tmp_path / "missing.db").exists() and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", ["export", "report"])
+def test_help_shows_flags_without_a_value_type(command, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "160")
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "--json" in out and "<bool>" not in out
+    if command == "export":
+        assert "rethink[parquet]" in out

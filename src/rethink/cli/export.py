@@ -33,7 +33,7 @@ def export_command(
     """Export runs and epochs: parquet (runs.parquet, epochs.parquet), csv (every column),
     tensorboard (one event folder per run: scalars, spec, hparams) or mlflow (DIR/mlruns: one
     experiment per sweep, one MLflow run per rethink run). Parquet, TensorBoard and MLflow
-    are optional extras: pip install 'rethink[parquet]' (or tensorboard, mlflow)."""
+    are optional extras: pip install 'rethink\\[parquet]' (or tensorboard, mlflow)."""
     from rethink.export import export
 
     ids = [p.strip() for r in runs or [] for p in r.split(",") if p.strip()] or None
