@@ -12,6 +12,11 @@ from rethink.data import _paths
 
 _HERE = Path(__file__).parent
 
+# The run every fault test interrupts: 30 epochs of a small MLP on digits, one thread.
+EPOCHS = 30
+RUN = ["run", "--dataset", "digits", "--model", "mlp-1x64", "--max-epochs", str(EPOCHS),
+       "--checkpoint-every", "3", "--threads", "1", "--seed", "0"]  # fmt: skip
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "faults: the fault suite (tests/faults/)")
@@ -36,3 +41,15 @@ def isolated(tmp_path, monkeypatch):
     D.clear_cache()
     yield
     D.clear_cache()
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory) -> dict:
+    """The rows of RUN uninterrupted, written by a child process: what every resumed run
+    must equal (timing columns aside)."""
+    from ._util import run_child, store_rows
+
+    store = tmp_path_factory.mktemp("ref-run") / "ref.db"
+    done = run_child(*RUN, "--store", store)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return store_rows(store)
