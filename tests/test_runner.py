@@ -28,7 +28,7 @@ def _spec(**kw) -> RunSpec:
 
 
 def _metrics(rows):
-    drop = ("seconds", "train_seconds", "run_id")
+    drop = ("seconds", "train_seconds", "eval_seconds", "run_id")
     return [{k: v for k, v in r.items() if k not in drop} for r in rows]
 
 
@@ -137,7 +137,7 @@ def test_ctrl_c_marks_the_run_interrupted_and_it_resumes(tmp_path):
     spec = _spec(max_epochs=6, checkpoint_every=1)
 
     def interrupt(rec):
-        if rec["epoch"] == 3:
+        if rec.epoch == 3:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -8,7 +8,7 @@ from rethink.store import Store
 
 
 def test_round_trip(tmp_path):
-    spec = RunSpec()
+    spec = RunSpec.from_dict({"dataset": "digits", "model.name": "mlp-1x64"})
     rid = spec.run_id()
     with Store(tmp_path / "s.db") as st:
         st.begin_run(rid, spec.normalized().to_dict(), sweep="sw")

@@ -41,7 +41,7 @@ def test_include_variants_cross_axes_and_dedupe():
         "include": [
             {"label": "true"},
             {"label": "random", "labels": "random-labels"},
-            {"label": "same as true", "corruption.prob": 0.7},  # prob is ignored for 'none'
+            {"label": "same as true", "corruption.prob": 0.0},  # 'none' means p = 0
         ],
     }
     plan = plan_from_dict(doc)
@@ -65,6 +65,9 @@ def test_scales_override_base_and_replace_axes():
         plan_from_dict(doc, scale="gpu")
 
 
+_OK = '[base]\ndata = { dataset = "digits" }\nmodel = { name = "mlp-1x64" }\n'
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -72,9 +75,18 @@ def test_scales_override_base_and_replace_axes():
         ("colour = 1\n[base]\n", "unknown sweep key 'colour'"),
         ("[axes]\nlearning_rate = [0.1]\n", "unknown spec key 'learning_rate'"),
         ("[axes]\nlr = 0.1\n", "must be a non-empty list"),
-        ("[axes]\nlr = [-1.0]\n", "train.lr must be positive"),
-        ('[base]\nmodel = { name = "mlp-wide" }\n', "unknown model"),
-        ('[base]\ndata = { dataset = "imagenet22k" }\n', "unknown dataset"),
+        (_OK + "[axes]\nlr = [-1.0]\n", "train.lr must be positive"),
+        (_OK + "[axes]\nlr = [inf]\n", "must be a finite number"),
+        ('[base]\ndata = { dataset = "digits" }\nmodel = { name = "mlp-wide" }\n', "unknown model"),
+        (
+            '[base]\nmodel = { name = "mlp-1x64" }\ndata = { dataset = "imagenet22k" }\n',
+            "unknown dataset",
+        ),
+        ('[base]\nmodel = { name = "mlp-1x64" }\n', "no dataset given"),
+        (
+            '[base]\ndata = { dataset = "digits", train_size = 99999 }\nmodel = { name = "mlp-1x64" }\n',
+            "train-size must be between 1 and",
+        ),
         ("[scales.cpu]\nbogus = 1\n", "unknown key 'bogus'"),
     ],
 )
@@ -115,28 +127,38 @@ def _sweep_file(tmp_path, axes: dict, base: dict | None = None, name: str = "t")
     return f
 
 
-def test_inline_sweep_runs_skips_and_records_failures_and_divergence(tmp_path):
-    # one run cannot load its data (fails), one diverges (lr 1e10); the rest still finish
+def test_a_sweep_with_missing_data_is_refused_before_any_run_starts(tmp_path):
     f = _sweep_file(
         tmp_path,
-        {"data.dataset": ["digits", "imagefolder:/nonexistent/folder"], "lr": [0.05, 1e10]},
+        {"data.dataset": ["digits", "imagefolder:/nonexistent/folder"], "lr": [0.05]},
     )
     plan = load_sweep(f)
     db = tmp_path / "s.db"
+    with pytest.raises(RethinkError, match="does not exist"):
+        run_sweep(plan, db)
+    with Store(db, readonly=True) as st:
+        assert st.runs() == []  # nothing was written
+
+
+def test_inline_sweep_runs_skips_and_records_failures_and_divergence(tmp_path):
+    # one run diverges (lr 1e10), one fails in training (a worker error); the rest finish
+    f = _sweep_file(tmp_path, {"lr": [0.05, 1e10], "seed": [0, 1]})
+    plan = load_sweep(f)
+    db = tmp_path / "s.db"
     s = run_sweep(plan, db)
-    assert s.total == 4 and s.failed == 2 and s.finished + s.diverged == 2 and s.diverged >= 1
+    assert s.total == 4 and s.failed == 0 and s.finished == 2 and s.diverged == 2
     with Store(db, readonly=True) as st:
         runs = {r["run_id"]: r for r in st.runs()}
-        failed = [r for r in runs.values() if r["status"] == "failed"]
-        assert len(failed) == 2 and all(r["error"] for r in failed)
         for r in runs.values():
             if r["status"] == "finished":
                 eps = [e["epoch"] for e in st.epochs(r["run_id"])]
                 assert eps == [0, 1, 2]
                 assert r["result"]["epochs"] == 2 and 0 <= r["result"]["train_acc"] <= 1
-                assert r["sweep"] == "t" and "data.dataset=digits" in r["label"]
-    again = run_sweep(plan, db)  # done runs are skipped, failed ones are tried again
-    assert again.skipped == 2 and again.failed == 2 and again.finished == 0
+                assert r["sweep"] == "t" and "lr=0.05" in r["label"]
+                assert r["provenance"]["threads"] >= 1 and r["provenance"]["data_sha256"]
+            assert st.checkpoint_path(r["run_id"]).is_file()  # final weights are kept
+    again = run_sweep(plan, db)  # done runs are skipped
+    assert again.skipped == 4 and again.finished == 0
 
 
 def test_local_jobs_match_inline_results(tmp_path):
@@ -148,7 +170,8 @@ def test_local_jobs_match_inline_results(tmp_path):
         for r in st.runs():
             assert [e["epoch"] for e in st.epochs(r["run_id"])] == [0, 1, 2]
             assert r["status"] == "finished" and r["result"]["params"] > 0
-        assert not any(st.checkpoint_dir.glob("*.pt"))  # finished runs need no checkpoint
+        # the final checkpoint of every finished run is kept (its weights: rethink.measures)
+        assert len(list(st.checkpoint_dir.glob("*.pt"))) == 4
 
 
 def test_cli_json_summary_and_dry_run(tmp_path, capsys):
@@ -177,23 +200,44 @@ def test_bad_options_exit_2(tmp_path, capsys):
 
 
 def test_sweep_resumes_like_rethink_run_and_never_from_a_final_checkpoint(tmp_path):
-    # A driver killed after a run's last checkpoint but before its result was stored leaves
-    # a `final` checkpoint: like `rethink run`, the sweep starts that run over instead.
+    # The driver begins runs through the same Recorder as `rethink run`: a mid-run checkpoint
+    # whose epochs the store holds is resumed; a final, torn or too-new one starts over.
     from rethink import runner
+    from rethink.lifecycle import save_checkpoint
     from rethink.sweep._driver import _Writer
 
     plan = load_sweep(_sweep_file(tmp_path, {"seed": [0]}))
     (run,) = plan.runs
-    states = []
-    runner.execute(run.spec, on_checkpoint=lambda epoch, state: states.append(state))
+    states, rows = [], []
+    runner.execute(
+        run.spec,
+        on_checkpoint=lambda epoch, state: states.append(state),
+        on_epoch=lambda r: rows.append(r.metrics()),
+    )
+    notes = []
     with Store(tmp_path / "s.db") as st:
-        writer = _Writer(st, plan, None)
         ckpt = st.checkpoint_path(run.run_id)
-        runner.save_checkpoint(ckpt, states[0])  # mid-run: resumed from
-        assert not states[0].get("final")
-        assert writer.prepare(run.run_id) == str(ckpt)
-        runner.save_checkpoint(ckpt, states[-1])  # the run's end: started over
+
+        def prepare():
+            writer = _Writer(st, plan, None, notes.append)
+            try:
+                return writer.prepare(run.run_id)
+            finally:
+                writer.close()
+
+        mid = states[0]
+        assert not mid.get("final") and mid["epoch"] == 1
+        st.begin_run(run.run_id, run.spec.normalized().to_dict())
+        save_checkpoint(ckpt, mid)
+        assert prepare() is None  # the store holds no epoch of it: too new, started over
+        assert "store holds no epochs" in notes[-1]
+        for row in rows[:2]:
+            st.append_epoch(run.run_id, row)
+        save_checkpoint(ckpt, mid)
+        assert prepare() == str(ckpt)  # epochs 0-1 held: resumed
+        save_checkpoint(ckpt, states[-1])  # the run's end: started over, silently
         assert states[-1].get("final")
-        assert writer.prepare(run.run_id) is None
-        ckpt.write_bytes(b"torn")  # unreadable: started over, no error
-        assert writer.prepare(run.run_id) is None
+        n = len(notes)
+        assert prepare() is None and len(notes) == n
+        ckpt.write_bytes(b"torn")  # unreadable: started over, and a notice names the file
+        assert prepare() is None and str(ckpt) in notes[-1]

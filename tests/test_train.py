@@ -10,9 +10,10 @@ import torch
 
 from rethink import runner
 from rethink.augment import random_crop, random_flip
+from rethink.errors import RethinkError
 from rethink.schedules import lr_at
 from rethink.spec import RunSpec, TrainSpec
-from rethink.train import evaluate
+from rethink.train import EpochRecord, evaluate, fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -22,14 +23,24 @@ def _spec(**kw) -> RunSpec:
     return RunSpec.from_dict({**base, **kw})
 
 
+_TIMES = ("seconds", "train_seconds", "eval_seconds")
+
+
 def _strip(records):
-    return [{k: v for k, v in r.items() if k not in ("seconds", "train_seconds")} for r in records]
+    return [{k: v for k, v in r.items() if k not in _TIMES} for r in records]
+
+
+class _Rows(list):
+    """on_epoch callback that keeps each EpochRecord's metrics row."""
+
+    def __call__(self, rec):
+        self.append(rec.metrics())
 
 
 def test_small_mlp_fits_512_random_labels():
-    records = []
+    records = _Rows()
     spec = _spec(labels="random-labels", until_fit=True, max_epochs=300)
-    r = runner.execute(spec, device="cpu", on_epoch=records.append)
+    r = runner.execute(spec, device="cpu", on_epoch=records)
     assert r["status"] == "finished"
     assert r["train_acc"] == 1.0 and r["epochs_to_fit"] == r["epochs"] > 1
     assert r["steps_to_fit"] == r["epochs"] * math.ceil(512 / 128)
@@ -43,8 +54,8 @@ def test_small_mlp_fits_512_random_labels():
     "kind,epoch,expected",
     [
         ("constant", 50, 0.1),
-        ("paper", 1, 0.1),
-        ("paper", 11, 0.1 * 0.95**10),
+        ("paper-epoch", 1, 0.1),
+        ("paper-epoch", 11, 0.1 * 0.95**10),
         ("exponential", 3, 0.1 * 0.5**2),
         ("step", 30, 0.1),
         ("step", 31, 0.01),
@@ -60,10 +71,28 @@ def test_schedules(kind, epoch, expected):
     assert lr_at(train, epoch) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize("n", [50_000, 1_000, 2_000])
+def test_paper_schedule_decays_per_50000_examples_seen(n):
+    train = TrainSpec(lr=0.01, schedule="paper", max_epochs=1000)
+    # epoch e starts after (e - 1) * n examples: lr = 0.01 * 0.95 ** (examples / 50,000)
+    for epoch in (1, 2, 26, 51):
+        seen = (epoch - 1) * n
+        assert lr_at(train, epoch, n) == pytest.approx(0.01 * 0.95 ** (seen / 50_000), rel=1e-12)
+    if n == 50_000:  # all of CIFAR-10: exactly the paper's x0.95 per epoch
+        assert lr_at(train, 11, n) == pytest.approx(0.01 * 0.95**10, rel=1e-12)
+    with pytest.raises(RethinkError):
+        lr_at(train, 2)  # the paper schedule needs the training-set size
+
+
 def test_recorded_lr_follows_the_schedule():
-    records = []
-    runner.execute(_spec(schedule="paper", max_epochs=4), device="cpu", on_epoch=records.append)
+    records = _Rows()
+    runner.execute(_spec(schedule="paper-epoch", max_epochs=4), device="cpu", on_epoch=records)
     assert [r["lr"] for r in records[1:]] == pytest.approx([0.1 * 0.95**e for e in range(4)])
+    records = _Rows()
+    runner.execute(_spec(schedule="paper", max_epochs=3), device="cpu", on_epoch=records)
+    # 512 examples per epoch: the paper's decay per 50,000 examples seen
+    want = [0.1 * 0.95 ** (e * 512 / 50_000) for e in range(3)]
+    assert [r["lr"] for r in records[1:]] == pytest.approx(want)
 
 
 def test_random_crop_is_a_window_of_the_padded_image():
@@ -94,9 +123,9 @@ def test_random_flip_mirrors_about_half():
 
 
 def test_until_fit_loss_threshold_stops_at_first_epoch_below():
-    records = []
+    records = _Rows()
     r = runner.execute(
-        _spec(until_fit=True, fit_loss=0.5, max_epochs=50), device="cpu", on_epoch=records.append
+        _spec(until_fit=True, fit_loss=0.5, max_epochs=50), device="cpu", on_epoch=records
     )
     losses = [rec["train_loss"] for rec in records]
     first = next(i for i, v in enumerate(losses) if v < 0.5)
@@ -116,9 +145,9 @@ def test_huge_lr_diverges():
 
 
 def test_partial_labels_split_memorization_from_learning():
-    records = []
+    records = _Rows()
     spec = _spec(labels="partial-labels", corrupt_prob=0.5, max_epochs=3)
-    r = runner.execute(spec, device="cpu", on_epoch=records.append)
+    r = runner.execute(spec, device="cpu", on_epoch=records)
     job = runner.setup(spec, device="cpu")
     changed = job.data.changed
     n_changed = int(changed.sum())
@@ -144,8 +173,8 @@ def test_same_seed_same_metrics_other_seed_differs():
     spec = _spec(labels="random-labels", max_epochs=3, augment="crop+flip", dropout=0.2)
     runs = []
     for s in (spec, spec, spec.override({"seed": 1})):
-        records = []
-        runner.execute(s, device="cpu", on_epoch=records.append)
+        records = _Rows()
+        runner.execute(s, device="cpu", on_epoch=records)
         runs.append(_strip(records))
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
@@ -154,53 +183,52 @@ def test_same_seed_same_metrics_other_seed_differs():
 def test_resume_from_a_checkpoint_is_bit_exact():
     spec = _spec(labels="random-labels", max_epochs=6, checkpoint_every=2, dropout=0.1)
     spec = spec.override({"augment": "crop+flip"})
-    full = []
-    runner.execute(spec, device="cpu", on_epoch=full.append)
-    states, first = {}, []
+    full = _Rows()
+    runner.execute(spec, device="cpu", on_epoch=full)
+    states, first = {}, _Rows()
     r1 = runner.execute(
         spec,
         device="cpu",
-        on_epoch=first.append,
+        on_epoch=first,
         on_checkpoint=lambda e, s: states.__setitem__(e, s),
         should_stop=lambda: len(first) > 3,  # stop after epoch 3
     )
     assert r1["status"] == "interrupted" and 3 in states
-    rest = []
-    r2 = runner.execute(spec, device="cpu", resume=states[3], on_epoch=rest.append)
+    rest = _Rows()
+    r2 = runner.execute(spec, device="cpu", resume=states[3], on_epoch=rest)
     assert r2["status"] == "finished" and r2["epochs"] == 6
     assert _strip(first[:4] + rest) == _strip(full)
 
 
-@pytest.mark.parametrize("until_fit", [False, True])
-def test_overlapped_evaluation_gives_the_sequential_records(until_fit):
-    from rethink.train import fit
+def test_fit_is_a_generator_of_epoch_records_and_the_caller_stops_it():
+    spec = _spec(labels="random-labels", max_epochs=5).normalized()
+    job = runner.setup(spec, device="cpu")
+    before = torch.get_rng_state()
+    records = []
+    for rec in fit(job.model, job.data, spec.train, seed=spec.seed):
+        assert isinstance(rec, EpochRecord)
+        records.append(rec)
+        if rec.epoch == 2:
+            state = rec.state()
+            break
+    assert [r.epoch for r in records] == [0, 1, 2]
+    assert records[0].running_loss is None and records[1].running_loss is not None
+    assert records[2].step == 2 * 4 and state["epoch"] == 2 and state["step"] == 8
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is untouched
+    # resuming from the state gives the records an uninterrupted generator gives
+    job2 = runner.setup(spec, device="cpu")
+    rest = [r.metrics() for r in fit(job2.model, job2.data, spec.train, seed=0, resume=state)]
+    job3 = runner.setup(spec, device="cpu")
+    full = [r.metrics() for r in fit(job3.model, job3.data, spec.train, seed=0)]
+    assert [r["epoch"] for r in rest] == [3, 4, 5]
+    assert _strip([r.metrics() for r in records] + rest) == _strip(full)
 
-    spec = _spec(labels="random-labels", until_fit=until_fit, max_epochs=60, checkpoint_every=4)
-    spec = spec.normalized()
-    outs = []
-    for overlap in (False, True):
-        job = runner.setup(spec, device="cpu")
-        records, states = [], {}
-        r = fit(
-            job.model,
-            job.data,
-            spec.train,
-            seed=spec.seed,
-            on_epoch=records.append,
-            on_checkpoint=lambda e, st, states=states: states.__setitem__(e, st),
-            overlap=overlap,
-        )
-        final = states[r["epochs"]]["model"]
-        outs.append((_strip(records), {k: v for k, v in r.items() if k != "seconds"}, final))
-    (rec_a, res_a, model_a), (rec_b, res_b, model_b) = outs
-    assert [x["epoch"] for x in rec_a] == list(range(res_a["epochs"] + 1))
-    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in rec_a] == [
-        {k: v for k, v in r.items() if k != "train_seconds"} for r in rec_b
-    ]
-    assert res_a == res_b
-    assert all(torch.equal(model_a[k], model_b[k]) for k in model_a)  # epoch e+1 was undone
-    if until_fit:
-        assert res_a["epochs_to_fit"] == res_a["epochs"] < 60
+
+def test_an_exploding_finite_loss_is_divergence():
+    # lr 1e3 keeps the loss finite (thousands of nats at chance): recorded as diverged
+    r = runner.execute(_spec(lr=1e3, max_epochs=30), device="cpu")
+    assert r["status"] == "diverged" and r["diverged_epoch"] <= 30
+    assert r["train_loss"] is None or not r["train_loss"] < 2.0
 
 
 def test_a_loss_threshold_met_before_training_means_zero_epochs():

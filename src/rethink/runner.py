@@ -7,19 +7,19 @@
     >>> result = runner.run(spec, store="runs.db")        # doctest: +SKIP
     >>> result["status"], result["epochs_to_fit"]         # doctest: +SKIP
 
-`execute` is pure compute (no store): it loads the dataset (cached per process), prepares it
-(preprocessing and the spec's corruption), builds the model and calls `rethink.train.fit`.
-`run` validates everything and loads the data before it writes a byte, skips a run that is
-already finished or diverged, resumes an unfinished one from its last checkpoint (written
-atomically beside the store), appends each epoch as it ends, and closes the run with its
-result, or as failed / interrupted.
+`setup` validates the spec, loads the dataset (rethink.data.load caches it per process),
+prepares it (preprocessing and the spec's corruption) and builds the model. `execute` is pure
+compute (no store): it iterates `rethink.train.fit` and decides when to stop (until-fit,
+`should_stop`, divergence), handing every record and checkpoint to callbacks. `run` checks
+everything before it writes a byte and records the run through rethink.lifecycle.Recorder,
+the one way a run gets into a store (lock, resume, epochs, checkpoints, result).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,28 +29,24 @@ from torch import nn
 
 from rethink.device import resolve_device
 from rethink.errors import RethinkError
-from rethink.spec import RunSpec
+from rethink.lifecycle import DiskFull, Recorder, check_state_fits, provenance, stderr_notice
+from rethink.spec import RunSpec, derive_seed
 from rethink.store import DONE, Store
-from rethink.train import OnCheckpoint, OnEpoch, Progress, derive_seed, fit
+from rethink.train import EpochRecord, Progress, fit, result_of
 
-_DATA_CACHE: dict[tuple, Any] = {}
-_DATA_CACHE_SIZE = 4  # datasets kept per process (a sweep reuses the same one many times)
+OnEpoch = Callable[[EpochRecord], None]
+OnCheckpoint = Callable[[int, dict[str, Any]], None]
+OnStart = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 
 def load_dataset(spec: RunSpec, data_dir: str | os.PathLike | None = None) -> Any:
-    """rethink.data.load for the spec's data section, cached per process."""
+    """rethink.data.load for the spec's data section (cached per process by rethink.data)."""
     from rethink import data
 
     d = spec.data
-    key = (d.dataset, str(data_dir) if data_dir else None, d.train_size, d.subset_seed)
-    if key not in _DATA_CACHE:
-        ds = data.load(
-            d.dataset, data_dir=data_dir, train_size=d.train_size, subset_seed=d.subset_seed
-        )
-        while len(_DATA_CACHE) >= _DATA_CACHE_SIZE:
-            _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        _DATA_CACHE[key] = ds
-    return _DATA_CACHE[key]
+    return data.load(
+        d.dataset, data_dir=data_dir, train_size=d.train_size, subset_seed=d.subset_seed
+    )
 
 
 @dataclass
@@ -72,7 +68,8 @@ def setup(
     device: str | torch.device = "auto",
     compile: bool | None = None,
 ) -> Job:
-    """Validate the spec, pick the device, load + prepare the data and build the model.
+    """Validate the spec, pick the device, load + prepare the data and build the model (its
+    initial weights drawn with derive_seed(seed, "init")).
 
     compile: torch.compile the model (None: rethink.models.optimize_for_training decides;
     it compiles on CUDA only)."""
@@ -81,6 +78,9 @@ def setup(
     spec = spec.normalized()
     dev = resolve_device(device)
     c = spec.corruption
+    kwargs: dict[str, Any] = {"data_dir": data_dir}  # where CIFAR-10N labels are found too
+    if c.matrix is not None:
+        kwargs["matrix"] = c.matrix
     prepared = data.prepare(
         load_dataset(spec, data_dir),
         preprocess=spec.data.preprocess,
@@ -88,6 +88,7 @@ def setup(
         corrupt_prob=c.prob,
         seed=spec.seed,
         corrupt_test=c.corrupt_test,
+        **kwargs,
     )
     model = models.build(
         spec.model.name,
@@ -103,25 +104,46 @@ def setup(
     return Job(spec, spec.run_id(), prepared, model, dev, params)
 
 
+def check(specs: list[RunSpec], *, data_dir=None, device: str | torch.device = "auto") -> None:
+    """Every check `setup` makes, for many specs, before any of them runs (a sweep): each
+    distinct data / corruption / model combination is set up once."""
+    seen = set()
+    for spec in specs:
+        s = spec.normalized()
+        key = (s.data, s.corruption, s.model)
+        if key in seen:
+            continue
+        seen.add(key)
+        setup(s, data_dir=data_dir, device=device)
+
+
 def execute(
     spec: RunSpec | Job,
     *,
     data_dir=None,
     device: str | torch.device = "auto",
     resume: dict[str, Any] | None = None,
+    on_start: OnStart | None = None,
     on_epoch: OnEpoch | None = None,
     on_checkpoint: OnCheckpoint | None = None,
+    on_restart: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Train one run, no store. Returns the result dict (see rethink.train.fit) plus run_id,
-    params, device and the corruption's realized fraction. `resume` is a state given
-    earlier to on_checkpoint (it must belong to the same run_id). `threads` sets torch's
-    intra-op CPU threads for this call (None: leave as is); it is not part of the spec."""
+    """Train one run, no store; returns the result dict (rethink.train.result_of) plus run_id,
+    params, device and the corruption's realized fraction.
+
+    on_start(provenance, arrays) once set up (arrays: labels / clean_labels / changed when the
+    run records per-example dynamics); on_epoch(EpochRecord) after every epoch;
+    on_checkpoint(epoch, state) every train.checkpoint_every epochs, when stopping early and
+    at the end (state["final"] = the status: that last one is never resumed); on_restart(why)
+    when `resume` does not fit the model (the run then starts over). `threads` sets torch's
+    intra-op CPU threads for this call (None: leave as is); provenance records the count."""
     job = spec if isinstance(spec, Job) else setup(spec, data_dir=data_dir, device=device)
     with cpu_threads(threads):
-        return _execute(job, resume, on_epoch, on_checkpoint, should_stop, progress)
+        return _execute(job, resume, on_start, on_epoch, on_checkpoint, on_restart, should_stop,
+                        progress)  # fmt: skip
 
 
 @contextmanager
@@ -140,31 +162,89 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _execute(job, resume, on_epoch, on_checkpoint, should_stop, progress) -> dict[str, Any]:
+def _execute(job, resume, on_start, on_epoch, on_checkpoint, on_restart, should_stop, progress):
+    spec, train = job.spec, job.spec.train
     if resume is not None and resume.get("run_id", job.run_id) != job.run_id:
         raise RethinkError("the checkpoint to resume from belongs to another run.")
+    if resume is not None:
+        why = check_state_fits(resume, job.model)
+        if why is not None:
+            if on_restart is None:
+                raise RethinkError(f"the checkpoint to resume from {why}.")
+            on_restart(why)
+            resume = None
+    if on_start is not None:
+        on_start(provenance(device=job.device, data=job.data, spec=spec), _arrays(job))
+    tag = {"run_id": job.run_id, "spec": spec.to_dict()}
 
-    def checkpoint(epoch: int, state: dict[str, Any]) -> None:
-        if on_checkpoint is not None:
-            on_checkpoint(epoch, {**state, "run_id": job.run_id, "spec": job.spec.to_dict()})
+    def ckpt(epoch: int, state: dict[str, Any], final: str | None = None) -> None:
+        if on_checkpoint is None:
+            return
+        state = {**state, **tag}
+        if final is not None:
+            state = {k: v for k, v in state.items() if k != "optimizer"}
+            state["final"] = final
+        on_checkpoint(epoch, state)
 
-    result = fit(
-        job.model,
-        job.data,
-        job.spec.train,
-        seed=job.spec.seed,
-        device=job.device,
-        resume=resume,
-        on_epoch=on_epoch,
-        on_checkpoint=checkpoint,
-        should_stop=should_stop,
-        progress=progress,
+    status, last, final_state = "finished", None, None
+    done_already = resume is not None and (
+        resume["epoch"] >= train.max_epochs
+        or (train.until_fit and resume.get("fit_epoch") is not None)
     )
+    if done_already:  # killed between its last epoch and its result
+        final_state, last = resume, resume
+    else:
+        records = fit(job.model, job.data, train, seed=spec.seed, device=job.device,
+                      resume=resume, progress=progress)  # fmt: skip
+        with closing(records):  # closing restores the caller's global RNG state
+            for rec in records:
+                last = rec
+                if on_epoch is not None:
+                    on_epoch(rec)
+                stop = None
+                if rec.diverged:
+                    stop = "diverged"
+                elif train.until_fit and rec.fit_epoch is not None:
+                    stop = "finished"
+                elif should_stop is not None and should_stop():
+                    stop = "interrupted"
+                elif rec.epoch >= train.max_epochs:
+                    stop = "finished"
+                if stop == "interrupted" or (
+                    stop is None and rec.epoch > 0 and rec.epoch % train.checkpoint_every == 0
+                ):
+                    ckpt(rec.epoch, rec.state())
+                if stop is not None:
+                    status = stop
+                    if stop != "interrupted":
+                        final_state = rec.state()
+                    break
+    if last is None:
+        raise RethinkError("the run produced no epoch.")
+    if final_state is not None:
+        ckpt(final_state["epoch"], final_state, final=status)
+    result = result_of(last, status)
     result.update(run_id=job.run_id, params=job.params, device=str(job.device))
     realized = getattr(job.data, "realized_fraction", None)
     if realized is not None:
         result["realized_fraction"] = float(realized)
     return result
+
+
+def _arrays(job: Job) -> dict[str, Any] | None:
+    """What per-example records need to be read later: the labels the run trained on, the
+    clean labels and the changed mask (numpy arrays)."""
+    if not job.spec.train.record_examples:
+        return None
+    d = job.data
+    y = d.y_train.cpu().numpy()
+    clean = getattr(d, "y_train_clean", None)
+    changed = getattr(d, "changed", None)
+    return {
+        "labels": y,
+        "clean_labels": y if clean is None else clean.cpu().numpy(),
+        "changed": (y != y) if changed is None else changed.cpu().numpy().astype(bool),
+    }
 
 
 def run(
@@ -177,9 +257,15 @@ def run(
     progress: Progress | None = None,
     on_epoch: OnEpoch | None = None,
     threads: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    notice: Callable[[str], None] = stderr_notice,
 ) -> dict[str, Any]:
     """Run `spec` into `store`, resuming or skipping as needed; returns the result dict
-    (with "skipped": True when the store already held a finished or diverged result)."""
+    (with "skipped": True when the store already held a finished or diverged result, and
+    "resumed_from": the checkpoint's epoch or None).
+
+    Bad input (spec, data, model, a damaged store, another process training the same run)
+    raises RethinkError before anything is written."""
     spec = spec.normalized()
     if threads is not None and threads < 1:
         raise RethinkError(f"--threads must be a positive integer, not {threads}.")
@@ -190,78 +276,59 @@ def run(
     job = setup(spec, data_dir=data_dir, device=device)  # every check before the first write
     st = store if isinstance(store, Store) else Store(store)
     try:
-        with cpu_threads(threads):
-            return _run_job(job, st, sweep, progress, on_epoch)
+        done = _done_result(st, run_id)  # finished by another process meanwhile
+        if done is not None:
+            return done
+        rec = Recorder(st, spec, sweep=sweep, notice=notice)
+        resume = rec.begin()
+        return _run_job(job, rec, resume, progress, on_epoch, threads, should_stop)
     finally:
         if st is not store:
             st.close()
 
 
-def _run_job(job: Job, st: Store, sweep, progress, on_epoch) -> dict[str, Any]:
-    rid = job.run_id
-    st.begin_run(rid, job.spec.to_dict(), sweep=sweep, label=job.spec.describe())
-    ckpt = st.checkpoint_path(rid)
-    resume = load_checkpoint(ckpt, rid)
-    st.truncate_epochs(rid, resume["epoch"] if resume else -1)
-
-    def epoch_done(rec: dict[str, Any]) -> None:
-        st.append_epoch(rid, rec)
+def _run_job(job, rec: Recorder, resume, progress, on_epoch, threads, should_stop):
+    def epoch_done(r: EpochRecord) -> None:
+        rec.epoch(r.metrics(), r.examples)
         if on_epoch is not None:
-            on_epoch(rec)
+            on_epoch(r)
 
     try:
         result = execute(
             job,
             resume=resume,
+            on_start=rec.started,
             on_epoch=epoch_done,
-            on_checkpoint=lambda epoch, state: save_checkpoint(ckpt, state),
+            on_checkpoint=lambda epoch, state: rec.checkpoint(state),
+            on_restart=rec.restart,
+            should_stop=should_stop,
             progress=progress,
+            threads=threads,
         )
     except KeyboardInterrupt:
-        st.finish(rid, "interrupted", error="interrupted by the user")
+        rec.interrupt("interrupted by the user")
+        raise
+    except DiskFull:
+        rec.close()  # already marked interrupted where the store could take it
+        raise
+    except RethinkError as err:
+        rec.fail(str(err))
         raise
     except BaseException as err:
-        st.finish(rid, "failed", error=_one_line(err))
+        rec.fail(_one_line(err))
         raise
-    result["resumed_from"] = resume["epoch"] if resume else None
-    st.finish(rid, result["status"], result)
+    result["resumed_from"] = rec.resumed_from
+    rec.finish(result["status"], result)
     return result
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """torch.save `state` to `path` atomically (a temporary file, then a rename).
-
-    The last checkpoint of a finished or diverged run (state["final"]) is never resumed, so
-    it keeps the model and bookkeeping but not the optimizer's momentum (half the size)."""
-    if state.get("final") in ("finished", "diverged"):
-        state = {k: v for k, v in state.items() if k != "optimizer"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, run_id: str) -> dict[str, Any] | None:
-    """The state saved at `path` for `run_id`, or None if there is none (or it is unusable)."""
-    if not path.is_file():
-        return None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # a torn or foreign file: start the run again rather than fail
-        return None
-    if not isinstance(state, dict) or state.get("run_id") != run_id:
-        return None
-    if state.get("final"):  # the run ended but was not closed in the store: run it again
-        return None
-    return state
 
 
 def _stored_result(store: Store | str | os.PathLike, run_id: str) -> dict[str, Any] | None:
     if isinstance(store, Store):
         return _done_result(store, run_id)
-    if not Path(store).is_file():
+    p = Path(store)
+    if not p.is_file() or p.stat().st_size == 0:
         return None
-    with Store(store, readonly=True) as st:
+    with Store(p, readonly=True) as st:
         return _done_result(st, run_id)
 
 

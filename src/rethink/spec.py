@@ -7,7 +7,14 @@ store path, data folder) is not part of the spec.
 
 Specs come from Python (`RunSpec(...)`), from nested dicts / TOML tables (`RunSpec.from_dict`),
 and from dotted overrides (`spec.override({"train.lr": 0.1})`, also by the unique short name
-`lr`). Unknown keys, wrong types and out-of-range values raise RethinkError.
+`lr`). Unknown keys, wrong types, non-finite numbers and out-of-range values raise
+RethinkError. There are no silent defaults for what a run is about: a spec names its dataset
+and its model, and a corruption parameter given to a corruption that does not use it is an
+error.
+
+This module is the base layer: it imports neither torch nor the model zoo, so a spec
+validates, normalizes and hashes without any training code. The one per-model default (the
+paper's learning rate) is resolved here, by `default_lr`.
 """
 
 from __future__ import annotations
@@ -15,12 +22,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from rethink.errors import RethinkError
 
-SPEC_VERSION = 1  # bump when the meaning of a field changes; it is part of the hash
+# Bump when the meaning of a field changes; it is part of the hash. 2: `paper` schedule decays
+# per 50,000 examples seen (was: per epoch, now `paper-epoch`), corruption.prob / matrix only
+# where used, train.record_examples.
+SPEC_VERSION = 2
 
 CORRUPTIONS = (
     "none",
@@ -39,7 +50,7 @@ CORRUPTIONS = (
     "noise-matrix",
 )
 PREPROCESS = ("standardize", "paper", "unit")
-SCHEDULES = ("constant", "paper", "exponential", "step", "cosine")
+SCHEDULES = ("constant", "paper", "paper-epoch", "exponential", "step", "cosine")
 AUGMENTS = ("none", "crop", "flip", "crop+flip")
 OPTIMIZERS = ("sgd",)
 # Epoch caps when max_epochs is left unset. Calibrated (docs/training.md): an MLP 1x512 at a
@@ -49,9 +60,18 @@ DEFAULT_MAX_EPOCHS = 100
 UNTIL_FIT_MAX_EPOCHS = 500
 
 
+# What each corruption takes besides its kind: prob (partial-labels), matrix (noise-matrix).
+LABEL_NOISE = ("partial-labels", "random-labels", "noise-matrix") + tuple(
+    k for k in CORRUPTIONS if k.startswith("cifar10n-")
+)
+USES_PROB = ("partial-labels",)
+USES_MATRIX = ("noise-matrix",)
+PAPER_DECAY_EXAMPLES = 50_000  # `paper`: lr x0.95 per 50,000 examples seen (CIFAR-10's epoch)
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    dataset: str = "mnist-5k"
+    dataset: str | None = None  # required: a name from `rethink data list` (or module:function)
     train_size: int | None = None  # stratified, seeded subset of the training split
     subset_seed: int = 0  # the subset stays fixed while `seed` varies
     preprocess: str = "standardize"  # standardize | paper (crop 28 + per-image whitening) | unit
@@ -60,7 +80,7 @@ class DataSpec:
 @dataclass(frozen=True)
 class CorruptionSpec:
     kind: str = "none"
-    prob: float = 0.0  # partial-labels only: chance that a label is redrawn uniformly
+    prob: float | None = None  # partial-labels only (required there): chance of a redraw
     corrupt_test: bool = False  # apply label/pixel corruptions to the test split too
     # noise-matrix only: a human noise's name (e.g. "cifar10n-worst": its class-transition
     # matrix) or the path of a K x K row-stochastic matrix (.npy or .csv)
@@ -69,7 +89,7 @@ class CorruptionSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = "mlp-1x512"
+    name: str | None = None  # required: a name from `rethink models` (or module:function)
     dropout: float = 0.0  # probability; 0 means no dropout layers
 
 
@@ -79,8 +99,10 @@ class TrainSpec:
     lr: float | None = None  # None: the model's paper default (0.1 Inception, 0.01 otherwise)
     momentum: float = 0.9
     batch_size: int = 128
-    schedule: str = "constant"  # constant | paper (x0.95/epoch) | exponential | step | cosine
-    lr_decay_per_epoch: float = 0.95  # paper / exponential: lr *= this after every epoch
+    # constant | paper (x0.95 per 50,000 examples) | paper-epoch (x0.95 per epoch of this
+    # training set) | exponential | step | cosine   (rethink.schedules)
+    schedule: str = "constant"
+    lr_decay_per_epoch: float = 0.95  # paper, paper-epoch, exponential: the factor
     step_epochs: int = 30  # step: lr *= step_gamma every step_epochs epochs
     step_gamma: float = 0.1
     weight_decay: float = 0.0
@@ -98,7 +120,7 @@ class RunSpec:
     corruption: CorruptionSpec = field(default_factory=CorruptionSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
-    seed: int = 0  # model init, batch order, augmentation, corruption draw
+    seed: int = 0  # model init, batch order, augmentation, dropout, corruption draw
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -123,11 +145,10 @@ class RunSpec:
         validate(self)
         s = self
         if s.train.lr is None:
-            s = replace(s, train=replace(s.train, lr=_default_lr(s.model.name)))
-        prob = {"none": 0.0, "random-labels": 1.0}.get(s.corruption.kind, s.corruption.prob)
-        if s.corruption.kind not in ("partial-labels", "none", "random-labels"):
-            prob = 0.0  # pixel corruptions have no probability
-        s = replace(s, corruption=replace(s.corruption, prob=float(prob)))
+            s = replace(s, train=replace(s.train, lr=default_lr(s.model.name)))
+        c = s.corruption
+        prob = c.prob if c.kind in USES_PROB else (1.0 if c.kind == "random-labels" else 0.0)
+        s = replace(s, corruption=replace(c, prob=float(prob)))
         if not s.train.until_fit:
             s = replace(s, train=replace(s.train, fit_loss=None))
         if s.train.max_epochs is None:
@@ -136,8 +157,13 @@ class RunSpec:
         return s
 
     def run_id(self) -> str:
-        """16 hex digits of the SHA-256 of the normalized spec's canonical JSON."""
-        payload = {"v": SPEC_VERSION, **self.normalized().to_dict()}
+        """16 hex digits of the SHA-256 of the normalized spec's canonical JSON (plus, for a
+        user's own model or dataset given as module:function, a digest of its source, so two
+        different functions never share a run id)."""
+        payload: dict[str, Any] = {"v": SPEC_VERSION, **self.normalized().to_dict()}
+        code = _code_digests(self)
+        if code:
+            payload["code"] = code
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -147,7 +173,11 @@ class RunSpec:
     def describe(self) -> str:
         """A short human label, e.g. 'mnist-5k mlp-1x512 random-labels seed=0'."""
         c = self.corruption
-        kind = f"{c.kind}(p={c.prob:g})" if c.kind == "partial-labels" else c.kind
+        kind = c.kind
+        if c.kind == "partial-labels" and c.prob is not None:
+            kind = f"{c.kind}(p={c.prob:g})"
+        elif c.kind == "noise-matrix":
+            kind = f"{c.kind}({c.matrix})"
         return f"{self.data.dataset} {self.model.name} {kind} seed={self.seed}"
 
 
@@ -236,20 +266,25 @@ def _coerce(key: str, ftype: Any, value: Any) -> Any:
     if base == "int":
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.")
+        if isinstance(value, int):
+            return int(value)
         try:
             f = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.") from None
-        if not f.is_integer():
+        if not math.isfinite(f) or not f.is_integer():
             raise RethinkError(f"spec key '{key}' must be an integer, got {value!r}.")
         return int(f)
     if base == "float":
         if isinstance(value, bool):
             raise RethinkError(f"spec key '{key}' must be a number, got {value!r}.")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            f = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise RethinkError(f"spec key '{key}' must be a number, got {value!r}.") from None
+        if not math.isfinite(f):
+            raise RethinkError(f"spec key '{key}' must be a finite number, got {value!r}.")
+        return f
     if base == "str":
         if not isinstance(value, str):
             raise RethinkError(f"spec key '{key}' must be a string, got {value!r}.")
@@ -257,12 +292,26 @@ def _coerce(key: str, ftype: Any, value: Any) -> Any:
     raise AssertionError(f"unhandled spec field type {t}")
 
 
-def _default_lr(model_name: str) -> float:
-    try:
-        from rethink.models import default_lr
-    except ImportError:  # models not importable: the paper's rule by name
-        return 0.1 if model_name.startswith("inception") else 0.01
-    return float(default_lr(model_name))
+def default_lr(model_name: str) -> float:
+    """The paper's SGD learning rate for a model: 0.1 for the Inception nets, 0.01 for the
+    rest (Zhang et al., Appendix A). The one place per-model defaults are resolved."""
+    return 0.1 if model_name.startswith("inception") else 0.01
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """An independent 63-bit seed for one named random stream of a run: 'init', 'order'
+    (batch order and augmentation), 'dropout', 'corruption', 'subset'. The one helper every
+    random stream is derived with."""
+    digest = hashlib.sha256(f"{int(seed)}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def _code_digests(spec: RunSpec) -> dict[str, str]:
+    """Source digests of module:function models and datasets (rethink.plugins)."""
+    from rethink.plugins import is_ref, source_digest  # torch-free
+
+    refs = {"model": spec.model.name, "dataset": spec.data.dataset}
+    return {k: source_digest(v) for k, v in refs.items() if is_ref(v)}
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -270,17 +319,55 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
         raise RethinkError(f"unknown {key} '{value}'; choose one of: {', '.join(allowed)}.")
 
 
+def _names(kind: str) -> str:
+    """The known dataset or model names, for an error message (imports the registry)."""
+    try:
+        if kind == "dataset":
+            from rethink.data import names
+        else:
+            from rethink.models import names
+        return ", ".join(names())
+    except Exception:  # pragma: no cover - the registries import torch
+        return "see rethink data list / rethink models"
+
+
 def validate(spec: RunSpec) -> None:
     """Raise RethinkError (one sentence) for any value no run could use."""
     d, c, m, t = spec.data, spec.corruption, spec.model, spec.train
+    if not d.dataset:
+        raise RethinkError(f"no dataset given (data.dataset); choose one of: {_names('dataset')}.")
+    if not m.name:
+        raise RethinkError(f"no model given (model.name); choose one of: {_names('model')}.")
     _choice("corruption", c.kind, CORRUPTIONS)
     _choice("preprocess", d.preprocess, PREPROCESS)
     _choice("schedule", t.schedule, SCHEDULES)
     _choice("augment", t.augment, AUGMENTS)
     _choice("optimizer", t.optimizer, OPTIMIZERS)
+    if c.kind in USES_PROB and c.prob is None:
+        raise RethinkError(f"corruption {c.kind} needs corruption.prob (--corrupt-prob).")
+    implied = 1.0 if c.kind == "random-labels" else 0.0
+    if c.kind not in USES_PROB and c.prob is not None and c.prob != implied:
+        raise RethinkError(
+            f"corruption {c.kind} takes no probability (corruption.prob = {c.prob:g}); "
+            "only partial-labels does."
+        )
+    if c.kind in USES_MATRIX and not c.matrix:
+        raise RethinkError(
+            f"corruption {c.kind} needs corruption.matrix (a CIFAR-10N noise name such as "
+            "cifar10n-worst, or the path of a K x K row-stochastic matrix)."
+        )
+    if c.kind.startswith("cifar10n-") and c.corrupt_test:
+        raise RethinkError(
+            f"corruption {c.kind} has human labels for the training split only; "
+            "drop corruption.corrupt_test."
+        )
+    if c.kind not in USES_MATRIX and c.matrix is not None:
+        raise RethinkError(f"corruption {c.kind} takes no matrix; only noise-matrix does.")
     checks = [
         (d.train_size is None or d.train_size > 0, "data.train_size must be positive"),
-        (0.0 <= c.prob <= 1.0, "corruption.prob must be between 0 and 1"),
+        (d.subset_seed >= 0, "data.subset_seed must not be negative"),
+        (spec.seed >= 0, "seed must not be negative"),
+        (c.prob is None or 0.0 <= c.prob <= 1.0, "corruption.prob must be between 0 and 1"),
         (0.0 <= m.dropout < 1.0, "model.dropout must be in [0, 1)"),
         (t.lr is None or t.lr > 0, "train.lr must be positive"),
         (0.0 <= t.momentum < 1.0, "train.momentum must be in [0, 1)"),

@@ -2,7 +2,9 @@
 
 Tables
 - runs(run_id, spec JSON, status, created/started/finished (unix s), host, versions JSON,
-  error, sweep, label): written before training starts.
+  error, sweep, label, provenance JSON): written before training starts; provenance (threads,
+  device, git commit, data checksum, one entry per attempt: rethink.lifecycle.provenance)
+  once the computing process has set the run up.
 - epochs(run_id, epoch, step, train_loss, train_acc, test_loss, test_acc, lr, seconds,
   extra JSON): one row per finished epoch, written as the epoch ends. Epoch 0 is the
   evaluation before any training.
@@ -10,7 +12,11 @@ Tables
   best_test_acc, best_test_epoch, train_loss, test_loss, params, seconds, extra JSON).
 
 Statuses: running, finished, diverged, failed, interrupted. Only one process writes a run's
-rows (a sweep's driver, or the single `rethink run`). Accuracies are fractions in [0, 1].
+rows: rethink.lifecycle.Recorder, under the run's lock. Accuracies are fractions in [0, 1].
+Checkpoints: <store>.ckpt/<run_id>.pt (the last one of a finished run is kept: its weights).
+
+A damaged file (SQLite's quick_check fails) is refused in one sentence that says how to
+recover it; a store on a read-only mount is opened immutable for reading.
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, spec TEXT NOT NULL, status TEXT NOT NULL,
     created REAL NOT NULL, started REAL, finished REAL, host TEXT, versions TEXT,
-    error TEXT, sweep TEXT, label TEXT);
+    error TEXT, sweep TEXT, label TEXT, provenance TEXT);
 CREATE TABLE IF NOT EXISTS epochs (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL, step INTEGER,
     train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, lr REAL, seconds REAL,
@@ -97,27 +103,59 @@ class Store:
     def __init__(self, path: str | os.PathLike, *, readonly: bool = False):
         self.path = Path(path)
         self.readonly = readonly
+        if self.path.is_dir():
+            raise RethinkError(f"{self.path} is a folder, not a store file.")
         if readonly:
             if not self.path.is_file():
                 raise RethinkError(
                     f"no store at {self.path}; run something first or give the right --store path."
                 )
-            uri = f"file:{self.path.resolve()}?mode=ro"
+            if self.path.stat().st_size == 0:
+                raise RethinkError(f"{self.path} is empty: no run has been stored in it yet.")
+            writable_dir = os.access(self.path.parent.resolve(), os.W_OK)
+            mode = "ro" if writable_dir else "ro&immutable=1"  # a read-only mount: no -shm
+            uri = f"file:{self.path.resolve()}?mode={mode}"
             self._db = _connect(uri, uri=True)
             _check_schema(self._db, self.path)
+            _check_integrity(self._db, self.path)
         else:
             if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise RethinkError(
+                        f"cannot create the folder of the store {self.path} ({err.strerror})."
+                    ) from None
             existed = self.path.is_file() and self.path.stat().st_size > 0
+            if existed and not os.access(self.path.parent.resolve(), os.W_OK):
+                raise RethinkError(
+                    f"the store {self.path} is on a read-only file system; "
+                    "reading commands work, writing ones need a writable copy."
+                )
             self._db = _connect(str(self.path))
             if existed:  # never add our tables to somebody else's database
                 _check_schema(self._db, self.path)
+                _check_integrity(self._db, self.path)
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 with self._tx() as db:
                     db.executescript(_SCHEMA)
                     db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+                    cols = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+                    if "provenance" not in cols:  # a 0.1 store: add the column
+                        db.execute("ALTER TABLE runs ADD COLUMN provenance TEXT")
             except sqlite3.DatabaseError as err:
+                self._db.close()
+                low = str(err).lower()
+                if "readonly" in low or "read-only" in low:
+                    raise RethinkError(
+                        f"the store {self.path} is read-only; "
+                        "reading commands work, writing ones need a writable copy."
+                    ) from None
+                if "full" in low:
+                    raise RethinkError(
+                        f"the device holding {self.path} is full; free some space and retry."
+                    ) from None
                 raise RethinkError(f"{self.path} is not a rethink store ({err}).") from None
             _check_schema(self._db, self.path)
 
@@ -193,6 +231,14 @@ class Store:
                 (run_id, *known.values(), json.dumps(extra, sort_keys=True)),
             )
 
+    def set_provenance(self, run_id: str, provenance: dict[str, Any]) -> None:
+        """Record where and how the run computes (rethink.lifecycle.provenance)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET provenance = ? WHERE run_id = ?",
+                (json.dumps(provenance, sort_keys=True, default=str), run_id),
+            )
+
     def truncate_epochs(self, run_id: str, after_epoch: int) -> None:
         """Forget epochs after `after_epoch` (they will be recomputed from a checkpoint)."""
         with self._tx() as db:
@@ -263,6 +309,13 @@ class Store:
         rows = self._db.execute("SELECT * FROM results ORDER BY run_id").fetchall()
         return [_with_extra(r) for r in rows]
 
+    def epoch_numbers(self, run_id: str) -> list[int]:
+        """The epochs stored for a run, in order."""
+        rows = self._db.execute(
+            "SELECT epoch FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
     def last_epoch(self, run_id: str) -> int | None:
         row = self._db.execute(
             "SELECT MAX(epoch) FROM epochs WHERE run_id = ?", (run_id,)
@@ -275,8 +328,12 @@ class Store:
         out.mkdir(parents=True, exist_ok=True)
         runs = []
         for r in self.runs():
-            flat = {k: v for k, v in r.items() if k not in ("spec", "result", "versions")}
+            flat = {
+                k: v for k, v in r.items() if k not in ("spec", "result", "versions", "provenance")
+            }
             flat.update(flatten_spec(r["spec"]))
+            flat.update({f"versions.{k}": v for k, v in (r.get("versions") or {}).items()})
+            flat.update(flatten_spec(r.get("provenance") or {}, "provenance."))
             runs.append(flat)
         written = []
         for name, rows in (
@@ -312,15 +369,35 @@ def _check_schema(db: sqlite3.Connection, path: Path) -> None:
     try:
         row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
     except sqlite3.DatabaseError as err:
+        if "malformed" in str(err).lower():
+            raise RethinkError(_damaged(path)) from None
         raise RethinkError(f"{path} is not a rethink store ({err}).") from None
     if row is None or row[0] != SCHEMA_VERSION:
         raise RethinkError(f"{path} is not a rethink store of schema {SCHEMA_VERSION}.")
+
+
+def _check_integrity(db: sqlite3.Connection, path: Path) -> None:
+    """SQLite's quick_check (reads every page once; milliseconds for a store of MBs)."""
+    try:
+        rows = db.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError:
+        raise RethinkError(_damaged(path)) from None
+    if [tuple(r) for r in rows] != [("ok",)]:
+        raise RethinkError(_damaged(path))
+
+
+def _damaged(path: Path) -> str:
+    return (
+        f"the store {path} is damaged (SQLite's integrity check fails); nothing was written. "
+        f"Recover what it holds with: sqlite3 {path} .recover | sqlite3 recovered.db"
+    )
 
 
 def _run_row(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     d["spec"] = json.loads(d["spec"])
     d["versions"] = json.loads(d["versions"]) if d.get("versions") else {}
+    d["provenance"] = json.loads(d["provenance"]) if d.get("provenance") else {}
     return d
 
 

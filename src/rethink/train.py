@@ -1,48 +1,138 @@
-"""The training loop: one function, `fit`, that reads top to bottom like nanoGPT's.
+"""The training loop: `fit`, a generator that reads top to bottom like nanoGPT's loop.
 
-Data lives on the device as tensors. Each epoch draws a seeded permutation of the training
-indices; a batch is a slice of it, gathered with one `index_select`; augmentation is batched
-tensor code (rethink.augment). SGD with momentum, a stateless per-epoch lr schedule
-(rethink.schedules). After every epoch a full pass in eval mode over the training set and the
-test set gives the recorded losses and accuracies (inference mode, large batches).
+    for rec in fit(model, data, spec.train, seed=spec.seed):
+        print(rec.epoch, rec.train_acc, rec.test_acc)
+        if rec.fit:                       # the caller decides when to stop
+            break
 
-Randomness: the batch order and augmentation come from one CPU `torch.Generator` derived from
-the seed; dropout draws from torch's global generator, which `fit` forks and seeds so the
-caller's global state is untouched. Both generator states travel in checkpoints, so a resumed
-run on CPU is bit-identical to an uninterrupted one. `fit` knows nothing of stores or CLIs.
+Each epoch: set the lr, train one pass over a fresh seeded permutation of the training set,
+evaluate (a full pass in eval mode over the training set and the test set), yield one
+`EpochRecord`. Epoch 0 is the evaluation before any training. The generator ends by itself
+after `train.max_epochs` epochs or at divergence (the record says `diverged`); everything else
+(until-fit, a time budget, Ctrl-C) is the caller's decision, made by stopping the iteration.
+
+Data lives on the device as tensors; a batch is a slice of the permutation gathered with one
+`index_select`; augmentation is batched tensor code (rethink.augment). No host
+synchronization inside an epoch: the running loss is summed on the device and read once.
+
+Randomness: the batch order and augmentation come from one CPU `torch.Generator` seeded with
+derive_seed(seed, "order"); dropout draws from torch's global generator, which `fit` forks and
+seeds with derive_seed(seed, "dropout") so the caller's global state is untouched. Every
+record carries `state()`, the checkpoint that resumes the run right after that epoch; pass it
+back as `resume` and a CPU run is bit-identical to an uninterrupted one on the same thread
+count. `fit` knows nothing of stores or CLIs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rethink._evaluation import EVAL_BATCH, Evaluator, evaluate
+from rethink._evaluation import EVAL_BATCH, eval_metrics, evaluate
 from rethink.augment import augment
 from rethink.schedules import lr_at
-from rethink.spec import DEFAULT_MAX_EPOCHS, UNTIL_FIT_MAX_EPOCHS, TrainSpec
+from rethink.spec import DEFAULT_MAX_EPOCHS, UNTIL_FIT_MAX_EPOCHS, TrainSpec, derive_seed
 
-__all__ = ["EVAL_BATCH", "derive_seed", "evaluate", "fit"]
+__all__ = [
+    "DIVERGE_FACTOR",
+    "DIVERGE_PATIENCE",
+    "EVAL_BATCH",
+    "EpochRecord",
+    "derive_seed",
+    "evaluate",
+    "fit",
+    "result_of",
+]
 
+# Divergence: a non-finite loss, or a training loss above DIVERGE_FACTOR times its value at
+# epoch 0 (chance level, ln K for K classes) for DIVERGE_PATIENCE epochs in a row.
+DIVERGE_FACTOR = 10.0
+DIVERGE_PATIENCE = 3
 _PROGRESS_EVERY = 8  # batches between progress callbacks
 
-OnEpoch = Callable[[dict[str, Any]], None]
-OnCheckpoint = Callable[[int, dict[str, Any]], None]
 Progress = Callable[[int, int, int], None]  # (epoch, batches done, batches per epoch)
 
+# Keys of an epoch's metrics row (EpochRecord.metrics()), as the store keeps them.
+METRIC_KEYS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "seconds",
+    "train_seconds",
+    "eval_seconds",
+    "running_loss",
+    "changed_acc",
+    "unchanged_acc",
+)
 
-def derive_seed(seed: int, stream: str) -> int:
-    """An independent 63-bit seed for one named random stream ('order', 'dropout', ...)."""
-    digest = hashlib.sha256(f"{int(seed)}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+
+@dataclass
+class EpochRecord:
+    """What one epoch measured (fractions for accuracies, nats for losses, wall seconds).
+
+    epoch        0 = before training; n = after n passes over the training set
+    step         optimization steps so far (batches)
+    lr           the lr used during this epoch (epoch 0: the lr epoch 1 will use)
+    train_loss / train_acc   full pass in eval mode over the (possibly corrupted) training set
+    test_loss / test_acc     the same over the test split
+    running_loss mean loss of the training pass itself (train mode; None at epoch 0)
+    seconds      wall time of this epoch (train_seconds + eval_seconds)
+    changed_acc / unchanged_acc  training accuracy on the examples the corruption changed /
+                 left alone (only when both kinds exist)
+    fit          every training example is classified as its label (or train_loss < fit_loss)
+    fit_epoch / fit_step     the first epoch (step) at which the run was fit, so far
+    best_test_acc / best_test_epoch   the best test accuracy so far and where
+    total_seconds            wall time of the whole run so far, all attempts
+    diverged     the loss is non-finite or exploded (see DIVERGE_FACTOR); the last record
+    examples     per-example arrays (train.record_examples): correct, margin, loss, pred
+    """
+
+    epoch: int
+    step: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float
+    seconds: float
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    running_loss: float | None = None
+    changed_acc: float | None = None
+    unchanged_acc: float | None = None
+    fit: bool = False
+    fit_epoch: int | None = None
+    fit_step: int | None = None
+    best_test_acc: float | None = None
+    best_test_epoch: int | None = None
+    total_seconds: float = 0.0
+    diverged: bool = False
+    examples: dict[str, Any] | None = field(default=None, repr=False)
+    _state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def metrics(self) -> dict[str, Any]:
+        """The epoch's row: METRIC_KEYS, without the ones that do not apply (None)."""
+        row = {k: getattr(self, k) for k in METRIC_KEYS}
+        return {k: v for k, v in row.items() if v is not None or k in ("test_loss", "test_acc")}
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint that resumes the run right after this epoch (CPU tensors). Valid
+        until the generator is advanced."""
+        if self._state is None:
+            raise RuntimeError("this record carries no training state")
+        return self._state()
 
 
 def fit(
@@ -53,30 +143,14 @@ def fit(
     seed: int,
     device: torch.device | str = "cpu",
     resume: dict[str, Any] | None = None,
-    on_epoch: OnEpoch | None = None,
-    on_checkpoint: OnCheckpoint | None = None,
-    should_stop: Callable[[], bool] | None = None,
     progress: Progress | None = None,
-    overlap: bool = False,
-) -> dict[str, Any]:
-    """Train `model` on `data` under `train` (a normalized TrainSpec: lr resolved).
+) -> Iterator[EpochRecord]:
+    """Train `model` on `data` under `train` (a normalized TrainSpec: lr resolved), one
+    EpochRecord per epoch; see the module docstring.
 
     data: x_train (N, C, H, W) float32, y_train (N,) int64, x_test, y_test, and optionally
-    `changed` (N,) bool (which training labels a corruption changed).
-    Calls on_epoch(record) after epoch 0 (evaluation before training) and every epoch;
-    on_checkpoint(epoch, state) every `train.checkpoint_every` epochs and at the end, where
-    `state` resumes the run bit-exactly (pass it back as `resume`). Returns the result dict:
-    status 'finished', 'diverged' (with 'diverged_epoch') or 'interrupted' (should_stop said
-    so; a checkpoint was given first), epochs, epochs_to_fit/steps_to_fit (None if never fit),
-    final and best accuracies (fractions), losses, seconds of wall time (all attempts).
-
-    overlap: evaluate epoch e on a second CPU core while epoch e+1 trains, each with one
-    intra-op thread. The records are those of a sequential run on one thread; if epoch e ends
-    the run, epoch e+1 is undone. Off by default: on an idle 2-core machine the
-    sequential loop on 2 threads is faster (bench/throughput.py: 99k vs 55k samples/s for MLP
-    1x512); overlap pays only on a machine whose other core is contended. It trains on one
-    thread, so its float trajectory is that of a 1-thread run, not of the 2-thread default.
-    """
+    `changed` (N,) bool (which training labels a corruption changed). resume: a record's
+    state() from an earlier call with the same arguments; training continues after it."""
     if train.max_epochs is None:  # as RunSpec.normalized() resolves it
         cap = UNTIL_FIT_MAX_EPOCHS if train.until_fit else DEFAULT_MAX_EPOCHS
         train = dataclasses.replace(train, max_epochs=cap)
@@ -86,89 +160,79 @@ def fit(
     changed = getattr(data, "changed", None)
     if changed is not None and (bool(changed.all()) or not bool(changed.any())):
         changed = None  # only a mixed split says anything about memorization
+    n = len(data.y_train)
     opt = torch.optim.SGD(
         model.parameters(), lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay
     )
     order = torch.Generator().manual_seed(derive_seed(seed, "order"))
-    overlap = overlap and device.type == "cpu" and torch.get_num_threads() >= 2
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    with (
-        torch.random.fork_rng(devices=fork_devices),
-        Evaluator(model, data, changed, overlap) as evaluator,
-    ):
+    with torch.random.fork_rng(devices=fork_devices):
         torch.random.default_generator.manual_seed(derive_seed(seed, "dropout"))
         if device.type == "cuda":
             torch.cuda.manual_seed(derive_seed(seed, "dropout"))
         s = _fresh_state() if resume is None else _restore(resume, model, opt, order, device)
-        if resume is None:  # epoch 0: where training starts from
+
+        def snapshot() -> dict[str, Any]:
+            return {**s, **_snapshot(model, opt, order)}
+
+        def measure(epoch: int, lr: float, train_seconds: float, running: float | None):
             t0 = time.perf_counter()
-            rec = evaluator.submit(model, None).result()
-            rec.pop("eval_seconds")
-            s["seconds"] += time.perf_counter() - t0
-            _note(s, rec, 0, 0, lr_at(train, 1), s["seconds"], on_epoch, train.fit_loss)
-        t_start, seconds_before = time.perf_counter(), s["seconds"]
+            m, correct, logits = eval_metrics(
+                model, data, changed, keep_logits=train.record_examples
+            )
+            examples = None
+            if logits is not None:
+                from rethink.dynamics import example_arrays
 
-        def may_train() -> bool:
-            fit = train.until_fit and s["fit_epoch"] is not None
-            return s["epoch"] < train.max_epochs and not fit
+                examples = example_arrays(logits, data.y_train)
+            eval_seconds = time.perf_counter() - t0
+            rec = EpochRecord(
+                epoch=epoch,
+                step=s["step"],
+                lr=lr,
+                seconds=train_seconds + eval_seconds,
+                train_seconds=train_seconds,
+                eval_seconds=eval_seconds,
+                running_loss=running,
+                examples=examples,
+                _state=snapshot,
+                **m,
+            )
+            rec.fit = bool(correct.all()) or (
+                train.fit_loss is not None and rec.train_loss < train.fit_loss
+            )
+            _account(s, rec)
+            return rec
 
-        def finalize(p: dict[str, Any]) -> str | None:
-            """Record a trained epoch once its evaluation is done; say why to stop, if so."""
-            rec = p["future"].result()
-            s["seconds"] = seconds_before + time.perf_counter() - t_start
-            if not math.isfinite(rec["train_loss"]):
-                s["diverged_epoch"] = p["epoch"]
-                return "diverged"
-            rec.update(running_loss=p["running"], train_seconds=p["train_seconds"])
-            seconds = p["train_seconds"] + rec.pop("eval_seconds")
-            _note(s, rec, p["epoch"], p["step"], p["lr"], seconds, on_epoch, train.fit_loss)
-            stop = should_stop is not None and should_stop()
-            if on_checkpoint is not None and (p["epoch"] % train.checkpoint_every == 0 or stop):
-                snap = p["snap"] or _snapshot(model, opt, order)
-                on_checkpoint(p["epoch"], {**s, "epoch": p["epoch"], "step": p["step"], **snap})
-            if stop:
-                return "interrupted"
-            return "fit" if train.until_fit and s["fit_epoch"] is not None else None
+        if resume is None:  # epoch 0: where training starts from
+            rec = measure(0, lr_at(train, 1, n), 0.0, None)
+            s["init_loss"] = rec.train_loss
+            s["seconds"] += rec.seconds
+            rec.total_seconds = s["seconds"]
+            yield _close(s, rec)
+            if rec.diverged:
+                return
 
-        status, pending = "finished", None
-        while True:
-            trained = None
-            if (pending is None or overlap) and may_train():
-                trained = _train_epoch(model, opt, order, data, train, s, progress)
-            if pending is not None:
-                why, done = finalize(pending), pending
-                pending = None
-                if why is not None:
-                    if trained is not None:  # the run ended before this epoch: undo it
-                        _restore({**s, **done["snap"]}, model, opt, order, device)
-                        s["epoch"], s["step"] = done["epoch"], done["step"]
-                    status = "finished" if why == "fit" else why
-                    break
-            if trained is None:
-                if may_train():
-                    continue
-                break
-            if not math.isfinite(trained["running"]):
-                status, s["diverged_epoch"] = "diverged", trained["epoch"]
-                break
-            trained["snap"] = _snapshot(model, opt, order) if overlap else None
-            trained["future"] = evaluator.submit(model, trained["snap"])
-            pending = trained
-        s["seconds"] = seconds_before + time.perf_counter() - t_start
-        if on_checkpoint is not None and status != "interrupted":
-            on_checkpoint(s["epoch"], {**s, **_snapshot(model, opt, order), "final": status})
-    return _result(s, status)
+        while s["epoch"] < train.max_epochs:
+            epoch = s["epoch"] + 1
+            lr = lr_at(train, epoch, n)
+            t0 = time.perf_counter()
+            running = _train_epoch(model, opt, order, data, train, lr, epoch, progress)
+            s["epoch"], s["step"] = epoch, s["step"] + math.ceil(n / train.batch_size)
+            rec = measure(epoch, lr, time.perf_counter() - t0, running)
+            s["seconds"] += rec.seconds
+            rec.total_seconds = s["seconds"]
+            yield _close(s, rec)
+            if rec.diverged:
+                return
 
 
-def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -> dict[str, Any]:
-    """One pass over a fresh permutation of the training set; advances s epoch and step."""
-    t0 = time.perf_counter()
-    epoch = s["epoch"] + 1
-    n, bs = len(data.y_train), train.batch_size
-    lr = lr_at(train, epoch)
+def _train_epoch(model, opt, order, data, train: TrainSpec, lr, epoch, progress) -> float:
+    """One pass over a fresh permutation of the training set; the mean running loss."""
     for group in opt.param_groups:
         group["lr"] = lr
     model.train()
+    n, bs = len(data.y_train), train.batch_size
     device = data.x_train.device
     perm = torch.randperm(n, generator=order).to(device)
     loss_sum = torch.zeros((), device=device)
@@ -183,15 +247,75 @@ def _train_epoch(model, opt, order, data, train: TrainSpec, s: dict, progress) -
         loss_sum += loss.detach()
         if progress is not None and (b % _PROGRESS_EVERY == 0 or b == nb - 1):
             progress(epoch, b + 1, nb)
-    s["epoch"], s["step"] = epoch, s["step"] + nb
-    running = loss_sum.item() / nb  # also waits for the device to finish the epoch
-    return {
-        "epoch": epoch,
-        "step": s["step"],
-        "lr": lr,
-        "running": running,
-        "train_seconds": time.perf_counter() - t0,
+    return loss_sum.item() / nb  # the one read per epoch; waits for the device
+
+
+def _account(s: dict[str, Any], rec: EpochRecord) -> None:
+    """Run-level bookkeeping after an epoch's evaluation: fit time, best test, divergence."""
+    if rec.fit and s["fit_epoch"] is None:
+        s["fit_epoch"], s["fit_step"] = rec.epoch, rec.step
+    if rec.test_acc is not None and math.isfinite(rec.test_acc):
+        if rec.test_acc > s["best_test_acc"]:
+            s["best_test_acc"], s["best_test_epoch"] = rec.test_acc, rec.epoch
+    losses = [rec.train_loss, rec.running_loss if rec.running_loss is not None else 0.0]
+    if not all(math.isfinite(v) for v in losses):
+        rec.diverged = True
+    elif s.get("init_loss") is not None and rec.train_loss > DIVERGE_FACTOR * s["init_loss"]:
+        s["over"] = s.get("over", 0) + 1
+        rec.diverged = s["over"] >= DIVERGE_PATIENCE
+    else:
+        s["over"] = 0
+    if rec.diverged:
+        s["diverged_epoch"] = rec.epoch
+
+
+def _close(s: dict[str, Any], rec: EpochRecord) -> EpochRecord:
+    rec.fit_epoch, rec.fit_step = s["fit_epoch"], s["fit_step"]
+    if s["best_test_epoch"] is not None:
+        rec.best_test_acc, rec.best_test_epoch = s["best_test_acc"], s["best_test_epoch"]
+    s["last"] = rec.metrics()
+    return rec
+
+
+def result_of(state_or_record: dict[str, Any] | EpochRecord, status: str) -> dict[str, Any]:
+    """The result dict of a run that ended with `status` at this record (or checkpoint state):
+    status, epochs, epochs_to_fit / steps_to_fit (None if never fit), steps, final and best
+    accuracies (fractions), final losses, seconds (wall time, all attempts)."""
+    if isinstance(state_or_record, EpochRecord):
+        r = state_or_record
+        last = r.metrics()
+        s = {
+            "epoch": r.epoch,
+            "step": r.step,
+            "fit_epoch": r.fit_epoch,
+            "fit_step": r.fit_step,
+            "best_test_acc": r.best_test_acc,
+            "best_test_epoch": r.best_test_epoch,
+            "seconds": r.total_seconds,
+            "diverged_epoch": r.epoch if r.diverged else None,
+        }
+    else:
+        s, last = state_or_record, state_or_record.get("last") or {}
+    out = {
+        "status": status,
+        "epochs": s["epoch"],
+        "epochs_to_fit": s["fit_epoch"],
+        "steps_to_fit": s["fit_step"],
+        "steps": s["step"],
+        "train_acc": last.get("train_acc"),
+        "test_acc": last.get("test_acc"),
+        "best_test_acc": s["best_test_acc"] if s.get("best_test_epoch") is not None else None,
+        "best_test_epoch": s.get("best_test_epoch"),
+        "train_loss": last.get("train_loss"),
+        "test_loss": last.get("test_loss"),
+        "seconds": s["seconds"],
     }
+    for key in ("changed_acc", "unchanged_acc"):
+        if last.get(key) is not None:
+            out[key] = last[key]
+    if status == "diverged":
+        out["diverged_epoch"] = s.get("diverged_epoch")
+    return out
 
 
 def _on_device(data: Any, device: torch.device) -> Any:
@@ -217,30 +341,15 @@ def _fresh_state() -> dict[str, Any]:
         "fit_step": None,
         "best_test_acc": -1.0,
         "best_test_epoch": None,
-        "last": None,  # the last epoch record
+        "init_loss": None,  # training loss at epoch 0 (the divergence reference)
+        "over": 0,  # epochs in a row above DIVERGE_FACTOR x init_loss
+        "diverged_epoch": None,
+        "last": None,  # the last epoch's metrics
     }
 
 
-def _note(
-    s: dict,
-    rec: dict,
-    epoch: int,
-    step: int,
-    lr: float,
-    seconds: float,
-    on_epoch: OnEpoch | None,
-    fit_loss: float | None,
-) -> None:
-    """Bookkeeping after an epoch's evaluation: fit time, best test accuracy, callback."""
-    fit_now = rec.pop("fit") or (fit_loss is not None and rec["train_loss"] < fit_loss)
-    if fit_now and s["fit_epoch"] is None:
-        s["fit_epoch"], s["fit_step"] = epoch, step
-    if rec["test_acc"] > s["best_test_acc"]:
-        s["best_test_acc"], s["best_test_epoch"] = rec["test_acc"], epoch
-    rec = {"epoch": epoch, "step": step, "lr": lr, "seconds": seconds, **rec}
-    s["last"] = rec
-    if on_epoch is not None:
-        on_epoch(dict(rec))
+# Everything a checkpoint must hold to resume; rethink.lifecycle checks it before resuming.
+STATE_KEYS = ("epoch", "step", "seconds", "model", "optimizer", "order_rng", "cpu_rng")
 
 
 def _snapshot(model: nn.Module, opt: torch.optim.Optimizer, order: torch.Generator) -> dict:
@@ -263,7 +372,9 @@ def _restore(state, model, opt, order, device) -> dict[str, Any]:
     if device.type == "cuda" and "cuda_rng" in state:
         torch.cuda.set_rng_state(state["cuda_rng"])
     skip = ("model", "optimizer", "order_rng", "cpu_rng", "cuda_rng")
-    return {k: v for k, v in state.items() if k not in skip}
+    s = _fresh_state()
+    s.update({k: v for k, v in state.items() if k not in skip and k in s})
+    return s
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -274,27 +385,3 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
-
-
-def _result(s: dict[str, Any], status: str) -> dict[str, Any]:
-    last = s["last"] or {}
-    out = {
-        "status": status,
-        "epochs": s["epoch"],
-        "epochs_to_fit": s["fit_epoch"],
-        "steps_to_fit": s["fit_step"],
-        "steps": s["step"],
-        "train_acc": last.get("train_acc"),
-        "test_acc": last.get("test_acc"),
-        "best_test_acc": s["best_test_acc"] if s["best_test_epoch"] is not None else None,
-        "best_test_epoch": s["best_test_epoch"],
-        "train_loss": last.get("train_loss"),
-        "test_loss": last.get("test_loss"),
-        "seconds": s["seconds"],
-    }
-    for key in ("changed_acc", "unchanged_acc"):
-        if key in last:
-            out[key] = last[key]
-    if status == "diverged":
-        out["diverged_epoch"] = s["diverged_epoch"]
-    return out

@@ -12,6 +12,7 @@ import typer
 
 from rethink.cli import app
 from rethink.cli._run_output import Output, console_for, json_result, summary_table
+from rethink.cli._sets import SET_OPTION, parse_sets
 from rethink.errors import RethinkError
 
 # Friendly names accepted for --corruption, beside the spec's own (none, random-labels, ...).
@@ -42,15 +43,16 @@ def read_config(path: Path) -> dict[str, Any]:
         raise RethinkError(f"{path} is not valid TOML ({err}).") from None
 
 
-def build_spec(config: Path | None, flags: dict[str, Any]):
-    """RunSpec from an optional TOML file, then the CLI flags that were given (not None)."""
+def build_spec(config: Path | None, flags: dict[str, Any], sets: dict[str, Any] | None = None):
+    """RunSpec from an optional TOML file, then the CLI flags that were given (not None),
+    then the --set overrides."""
     from rethink.spec import RunSpec
 
     spec = RunSpec.from_dict(read_config(config)) if config is not None else RunSpec()
     given = {k: v for k, v in flags.items() if v is not None}
     if "labels" in given:
         given["labels"] = _CORRUPTION_ALIASES.get(given["labels"], given["labels"])
-    spec = spec.override(given)
+    spec = spec.override(given).override(sets or {})
     return spec.normalized()
 
 
@@ -61,9 +63,13 @@ def run_command(
     corruption: str = typer.Option(
         None,
         "--corruption",
-        help="none | partial-labels | random-labels | shuffled-pixels | random-pixels | gaussian.",
+        help="none | partial-labels | random-labels | shuffled-pixels | random-pixels | gaussian"
+        " | cifar10n-aggre|worst|random1|2|3 | noise-matrix.",
     ),
     corrupt_prob: float = typer.Option(None, "--corrupt-prob", help="partial-labels: p."),
+    matrix: str = typer.Option(
+        None, "--matrix", help="noise-matrix: cifar10n-worst etc. or a K x K .npy/.csv file."
+    ),
     train_size: int = typer.Option(None, "--train-size", help="Stratified training subset."),
     preprocess: str = typer.Option(None, "--preprocess", help="standardize | paper | unit."),
     corrupt_test: bool = typer.Option(
@@ -71,7 +77,10 @@ def run_command(
     ),
     lr: float = typer.Option(None, "--lr", help="Learning rate (default: the model's paper lr)."),
     schedule: str = typer.Option(
-        None, "--schedule", help="constant | paper (x0.95/epoch) | exponential | step | cosine."
+        None,
+        "--schedule",
+        help="constant | paper (x0.95 per 50,000 examples) | paper-epoch | exponential | step"
+        " | cosine.",
     ),
     lr_decay: float = typer.Option(None, "--lr-decay", help="paper/exponential: x per epoch."),
     momentum: float = typer.Option(None, "--momentum", help="SGD momentum (default 0.9)."),
@@ -85,8 +94,14 @@ def run_command(
     ),
     fit_loss: float = typer.Option(None, "--fit-loss", help="...or its loss is below this."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Epochs (default 5)."),
+    record_examples: bool = typer.Option(
+        None,
+        "--record-examples/--no-record-examples",
+        help="Keep per-example records (rethink dynamics).",
+    ),
     seed: int = typer.Option(None, "--seed", help="Seed of init, order, corruption (default 0)."),
     config: str = typer.Option(None, "--config", help="A TOML spec; flags override it."),
+    sets: list[str] = SET_OPTION,
     store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
     data_dir: str = typer.Option(None, "--data-dir", help="Where dataset files are found."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
@@ -104,6 +119,7 @@ def run_command(
         "model.name": model,
         "labels": corruption,
         "corrupt_prob": corrupt_prob,
+        "corruption.matrix": matrix,
         "train_size": train_size,
         "preprocess": preprocess,
         "corrupt_test": corrupt_test,
@@ -119,9 +135,10 @@ def run_command(
         "until_fit": until_fit,
         "fit_loss": fit_loss,
         "checkpoint_every": checkpoint_every,
+        "record_examples": record_examples,
         "seed": seed,
     }
-    spec = build_spec(Path(config) if config else None, flags)
+    spec = build_spec(Path(config) if config else None, flags, parse_sets(sets))
     out = Output(spec.train.max_epochs, quiet_stdout=as_json)
     out.say(f"run {spec.run_id()}: {spec.describe()}, store {store}")
     with out:
@@ -131,7 +148,7 @@ def run_command(
             data_dir=data_dir,
             device=device,
             progress=out.progress,
-            on_epoch=out.epoch,
+            on_epoch=lambda r: out.epoch(r.metrics()),
             threads=threads,
         )
     if result.get("skipped"):

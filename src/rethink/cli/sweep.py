@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import typer
 
 from rethink.cli import app
+from rethink.cli._sets import SET_OPTION, parse_sets
 
 _JOBS = typer.Option(1, "--jobs", "-j", help="Runs at once (local worker processes).")
 _BACKEND = typer.Option("local", "--backend", help="local (this machine) or ray.")
@@ -29,19 +29,23 @@ def sweep_command(
     data_dir: str = _DATA,
     device: str = _DEVICE,
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; run nothing."),
+    sets: list[str] = SET_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Run every run of a sweep file; finished runs are skipped, unfinished ones resume."""
+    """Run every run of a sweep file or preset; finished runs are skipped, unfinished ones
+    resume."""
     from rethink.sweep import load_sweep, preset_path
 
-    plan = load_sweep(preset_path(file), scale=scale)
+    plan = load_sweep(preset_path(file), scale=scale, overrides=parse_sets(sets))
     _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json)
 
 
 @app.command("reproduce")
 def reproduce_command(
     name: str = typer.Argument(..., help="A preset: fig1a, fig1bc, table1, table4, fig2."),
-    scale: str = typer.Option("smoke", "--scale", help="smoke (seconds), cpu or paper (GPU)."),
+    scale: str = typer.Option(
+        None, "--scale", help="smoke (seconds), cpu or paper (GPU); default cpu, as sweep."
+    ),
     out: str = typer.Option(None, "--out", help="Report folder (default results/<name>-<scale>)."),
     store: str = typer.Option(None, "--store", help="Results store (default <out>/runs.db)."),
     jobs: int = _JOBS,
@@ -49,13 +53,15 @@ def reproduce_command(
     address: str = _ADDRESS,
     data_dir: str = _DATA,
     device: str = _DEVICE,
+    sets: list[str] = SET_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Run a paper preset at a scale, then write its report (figures, tables, report.html)."""
     from rethink.report import write_report
     from rethink.sweep import load_sweep, preset_path
 
-    plan = load_sweep(preset_path(name), scale=scale)
+    plan = load_sweep(preset_path(name), scale=scale, overrides=parse_sets(sets))
+    scale = plan.scale
     out = Path(out) if out else Path("results") / plan.name
     store = Path(store) if store else out / "runs.db"
     summary = _run(plan, store, jobs, backend, address, data_dir, device, False, False)
@@ -114,49 +120,34 @@ def _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json
 
 
 class _Progress:
-    """A rich progress view on stderr: one bar for the sweep, one line per run in flight."""
+    """rethink.progress.SweepProgress on stderr, started at the sweep's first event (so an
+    error found before any run starts is the only line printed)."""
 
     def __init__(self, plan, quiet: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=self.console,
-            disable=quiet,
-            transient=False,
-        )
-        self.total = self.progress.add_task(f"sweep {plan.name}", total=len(plan), info="")
-        self.tasks: dict[str, int] = {}
-        self.t0 = time.time()
+        self.plan, self.quiet, self.view = plan, quiet, None
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if self.view is not None:
+            self.view.close()
 
     def event(self, kind: str, run, **kw) -> None:
-        p = self.progress
-        if kind == "start":
-            epochs = run.spec.train.max_epochs
-            self.tasks[run.run_id] = p.add_task(f"  {run.label[:48]}", total=epochs, info="")
-        elif kind == "epoch" and run.run_id in self.tasks:
-            r = kw["record"]
-            info = f"train {r.get('train_acc', 0):.1%} test {r.get('test_acc', 0):.1%}"
-            p.update(self.tasks[run.run_id], completed=r.get("epoch", 0), info=info)
+        if self.view is None:
+            from rethink.progress import SweepProgress
+
+            mode = "quiet" if self.quiet else "auto"
+            self.view = SweepProgress(self.plan.name, len(self.plan), stream=sys.stderr, mode=mode)
+        v = self.view
+        if kind == "skip":
+            v.skipped(run.label, run.run_id)
+        elif kind == "start":
+            v.started(run.label, run.run_id, kw.get("resumed_from"))
+        elif kind == "epoch":
+            v.epoch(run.run_id, kw["record"])
         elif kind == "end":
-            task = self.tasks.pop(run.run_id, None)
-            if task is not None:
-                p.remove_task(task)
-            p.advance(self.total)
-            if kw["status"] != "finished":
-                p.console.print(f"  {run.label}: {kw['status']}")
+            v.finished(run.label, run.run_id, kw["status"], kw.get("result") or {})
 
 
 def _print_summary(summary, store) -> None:

@@ -1,11 +1,13 @@
 """The sweep driver: the one process that writes the store while executors compute.
 
-For each planned run: skip it if the store has it finished or diverged; otherwise record it as
-running, resume it from its last checkpoint (epochs after the checkpoint are dropped, to be
-recomputed) and write every epoch, checkpoint and result that comes back. A failing run is
-recorded as failed and the rest go on. An interrupt (Ctrl-C, SIGTERM) marks the runs in flight
-as interrupted; running the same sweep again resumes them. A SIGKILL leaves them 'running',
-which the next start treats the same way.
+Every expanded spec is checked (data, model, corruption) before the first run starts. For each
+planned run: skip it if the store has it finished or diverged; otherwise record it through
+rethink.lifecycle.Recorder, exactly as `rethink run` does (the run's lock, resume from a
+usable checkpoint or start over, every epoch, checkpoint and result written as it comes back).
+A failing run is recorded as failed and the rest go on; a run another process is training is
+left to it (reported, not written). An interrupt (Ctrl-C, SIGTERM) marks the runs in flight as
+interrupted; running the same sweep again resumes them. A SIGKILL leaves them 'running', which
+the next start treats the same way.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from rethink.errors import RethinkError
+from rethink.lifecycle import Recorder, stderr_notice
 from rethink.store import DONE, Store
-from rethink.sweep._executors import InlineExecutor, LocalExecutor, RayExecutor
+from rethink.sweep._executors import SKIP, InlineExecutor, LocalExecutor, RayExecutor
 from rethink.sweep._plan import SweepPlan
 from rethink.sweep._worker import DEFAULT_EXECUTE
 
@@ -45,66 +48,87 @@ class SweepSummary:
 
 
 class _Writer:
-    """Turns worker messages into store writes; tracks progress."""
+    """Turns worker messages into store writes through one Recorder per run in flight."""
 
-    def __init__(self, store: Store, plan: SweepPlan, on_event: Callable | None):
-        self.store, self.plan, self.on_event = store, plan, on_event
+    def __init__(
+        self, store: Store, plan: SweepPlan, on_event: Callable | None, notice=stderr_notice
+    ):
+        self.store, self.plan, self.on_event, self.notice = store, plan, on_event, notice
         self.specs = {r.run_id: r for r in plan.runs}
-        self.active: set[str] = set()
+        self.active: dict[str, Recorder] = {}
         self.final: dict[str, str] = {}
         self.errors: dict[str, str] = {}
 
-    def prepare(self, run_id: str) -> str | None:
-        """Mark the run running; returns its checkpoint path if it has one."""
+    def prepare(self, run_id: str) -> Any:
+        """Begin the run; returns its checkpoint path to resume from, None, or SKIP (another
+        process holds the run: nothing is written for it)."""
         run = self.specs[run_id]
-        ckpt = self.store.checkpoint_path(run_id)
-        # The same rules as `rethink run`: a missing, torn, foreign or final checkpoint
-        # means the run starts over.
-        from rethink.runner import load_checkpoint
-
-        state = load_checkpoint(ckpt, run_id)
-        epoch, resume = (int(state["epoch"]), str(ckpt)) if state else (-1, None)
-        self.store.truncate_epochs(run_id, epoch)
-        self.store.begin_run(
-            run_id, run.spec.normalized().to_dict(), sweep=self.plan.name, label=run.label
-        )
-        self.active.add(run_id)
-        self._event("start", run_id, resumed_from=epoch if resume else None)
-        return resume
+        rec = Recorder(
+            self.store, run.spec.normalized(), sweep=self.plan.name, label=run.label,
+            notice=self.notice,
+        )  # fmt: skip
+        try:
+            state = rec.begin()
+        except RethinkError as err:
+            if "is being trained by" not in str(err):
+                raise
+            self.errors[run_id] = str(err)
+            self.final[run_id] = "failed"
+            self._event("end", run_id, status="failed")
+            return SKIP
+        self.active[run_id] = rec
+        self._event("start", run_id, resumed_from=rec.resumed_from)
+        return str(rec.ckpt) if state is not None else None
 
     def handle(self, msg: tuple) -> None:
         kind, run_id = msg[0], msg[1]
+        rec = self.active.get(run_id)
         if kind == "start":
             return
-        if kind == "epoch":
-            self.store.append_epoch(run_id, msg[2])
+        if rec is None:  # a run this driver does not hold (already ended)
+            if kind == "error":
+                self.errors.setdefault(run_id, str(msg[2]))
+            return
+        if kind == "setup":
+            rec.started(msg[2], msg[3])
+        elif kind == "restart":
+            rec.restart(str(msg[2]))
+        elif kind == "epoch":
+            rec.epoch(msg[2], msg[3] if len(msg) > 3 else None)
             self._event("epoch", run_id, record=msg[2])
         elif kind == "ckpt":
-            path = self.store.checkpoint_path(run_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(msg[3])
-            os.replace(tmp, path)  # atomic: a kill leaves the old or the new checkpoint
+            rec.checkpoint(msg[3])
         elif kind == "done":
-            result = msg[2]
-            status = result.get("status", "finished")
-            status = status if status in DONE else "finished"
-            self.store.finish(run_id, status, result)
-            self._end(run_id, status)
+            result = dict(msg[2])
+            result["resumed_from"] = rec.resumed_from
+            status = result.get("status")
+            try:
+                rec.finish(status, result)
+            except RethinkError as err:  # an unknown status: recorded as failed by finish
+                self.errors[run_id] = str(err)
+                status = "failed"
+            self._end(run_id, status, result)
         elif kind == "error":
-            self.store.finish(run_id, "failed", error=str(msg[2]))
+            rec.fail(str(msg[2]))
             self.errors[run_id] = str(msg[2])
             self._end(run_id, "failed")
 
-    def interrupt(self) -> None:
-        for run_id in list(self.active):
-            self.store.finish(run_id, "interrupted", error="the sweep was interrupted")
+    def interrupt(self, why: str = "the sweep was interrupted") -> None:
+        for run_id, rec in list(self.active.items()):
+            try:
+                rec.interrupt(why)
+            except Exception:  # the store cannot take it (a full disk): the next start resumes
+                rec.close()
             self._end(run_id, "interrupted")
 
-    def _end(self, run_id: str, status: str) -> None:
-        self.active.discard(run_id)
+    def close(self) -> None:
+        for rec in self.active.values():
+            rec.close()
+
+    def _end(self, run_id: str, status: str, result: dict | None = None) -> None:
+        self.active.pop(run_id, None)
         self.final[run_id] = status
-        self._event("end", run_id, status=status)
+        self._event("end", run_id, status=status, result=result or {})
 
     def _event(self, kind: str, run_id: str, **kw: Any) -> None:
         if self.on_event:
@@ -122,12 +146,15 @@ def run_sweep(
     device: str = "auto",
     execute: str = DEFAULT_EXECUTE,
     on_event: Callable[..., None] | None = None,
+    notice: Callable[[str], None] = stderr_notice,
+    check: bool = True,
 ) -> SweepSummary:
     """Run every unfinished run of `plan`, writing `store`; returns the summary.
 
     `on_event(kind, planned_run, **info)` sees 'start' (resumed_from), 'epoch' (record) and
     'end' (status) for progress displays. KeyboardInterrupt propagates after the runs in
-    flight are marked interrupted.
+    flight are marked interrupted. `check`: set up every distinct data / model combination
+    of the unfinished runs before the first one starts (bad input then writes nothing).
     """
     if jobs < 1:
         raise RethinkError("--jobs must be at least 1.")
@@ -138,7 +165,13 @@ def run_sweep(
     own = not isinstance(store, Store)
     st = Store(store) if own else store
     t0 = time.time()
-    unlock = _lock(st.path)
+    try:
+        unlock = _lock(st.path)
+    except BaseException:
+        if own:
+            st.close()
+        raise
+    writer = None
     try:
         done = {r["run_id"] for r in st.runs() if r["status"] in DONE}
         summary = SweepSummary(plan.name, len(plan))
@@ -147,8 +180,18 @@ def run_sweep(
             if run.run_id in done:
                 summary.skipped += 1
                 summary.statuses[run.run_id] = "skipped"
+                if on_event:
+                    on_event("skip", run)
             else:
                 todo.append((run.run_id, run.spec.normalized().to_dict()))
+        if check and todo:
+            from rethink.runner import check as check_specs
+
+            check_specs(
+                [r.spec for r in plan.runs if r.run_id not in done],
+                data_dir=data_dir,
+                device=device,
+            )
         opts = {"execute": execute, "data_dir": data_dir, "device": device}
         if backend == "ray":
             executor: Any = RayExecutor(jobs, address=address, **opts)
@@ -156,13 +199,16 @@ def run_sweep(
             executor = InlineExecutor(**opts)
         else:
             executor = LocalExecutor(jobs, **opts)
-        writer = _Writer(st, plan, on_event)
+        writer = _Writer(st, plan, on_event, notice)
         restore = _sigterm_as_interrupt()
         try:
             if todo:
                 executor.run(todo, writer.prepare, writer.handle)
         except KeyboardInterrupt:
             writer.interrupt()
+            raise
+        except RethinkError:  # a full disk, a damaged store: the runs in flight stop
+            writer.interrupt("the sweep stopped on an error")
             raise
         finally:
             restore()
@@ -173,6 +219,8 @@ def run_sweep(
         summary.seconds = time.time() - t0
         return summary
     finally:
+        if writer is not None:
+            writer.close()
         unlock()
         if own:
             st.close()

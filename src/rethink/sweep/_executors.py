@@ -19,7 +19,8 @@ from typing import Any
 
 from rethink.sweep._worker import DEFAULT_EXECUTE, run_one
 
-Prepare = Callable[[str], Any]  # run_id -> resume (bytes, a path or None)
+Prepare = Callable[[str], Any]  # run_id -> resume (bytes, a path or None), or SKIP
+SKIP = "rethink:skip"  # prepare's answer for a run that must not be handed out
 Handle = Callable[[tuple], None]
 
 
@@ -32,6 +33,8 @@ class InlineExecutor:
     def run(self, tasks: list[tuple[str, dict]], prepare: Prepare, handle: Handle) -> None:
         for run_id, spec in tasks:
             resume = prepare(run_id)
+            if resume == SKIP:
+                continue
             run_one((run_id, spec, resume), handle, execute=self.execute, **self.opts)
 
 
@@ -111,11 +114,14 @@ class LocalExecutor:
 
     @staticmethod
     def _give(pending: list, running: dict, task_q: Any, prepare: Prepare) -> None:
-        if pending:
+        while pending:
             run_id, spec = pending.pop(0)
             resume = prepare(run_id)
+            if resume == SKIP:
+                continue
             running[run_id] = None
             task_q.put((run_id, spec, resume))
+            return
 
     def _check_alive(self, workers, running, handle, pending, task_q, prepare) -> None:
         for w in workers:
@@ -130,8 +136,8 @@ class LocalExecutor:
                 running.pop(run_id)
             while pending:  # recorded as failed rather than silently left out
                 run_id, _ = pending.pop(0)
-                prepare(run_id)
-                handle(("error", run_id, "no worker process is left to run it"))
+                if prepare(run_id) != SKIP:
+                    handle(("error", run_id, "no worker process is left to run it"))
 
 
 def _ray_task(task: tuple, q: Any, opts: dict) -> None:
@@ -139,7 +145,19 @@ def _ray_task(task: tuple, q: Any, opts: dict) -> None:
 
 
 class RayExecutor:
-    """Ray tasks, one CPU each; a local cluster of `jobs` CPUs unless `address` is given."""
+    """Ray tasks, one CPU each; a local cluster of `jobs` CPUs unless `address` is given.
+
+    A local cluster is rethink's own (rethink.sweep._ray_cluster): it is shut down on every
+    way out (normal end, an error, Ctrl-C, SIGTERM; a reaper process covers SIGKILL), with its
+    processes ended and its temporary folder removed. A cluster at `address` is only
+    disconnected from. Messages come back through a queue actor pinned to the driver's node.
+    A run whose task is lost (its worker or node died) is handed out again from the last
+    checkpoint that came back, at most `reschedules` times; each time is recorded in the run's
+    result (`rescheduled`) and said on stderr. Modules of users' own models and datasets that
+    live outside the installed packages are shipped with runtime_env py_modules.
+    """
+
+    reschedules = 2
 
     def __init__(
         self, jobs: int, *, address: str | None = None, execute: str = DEFAULT_EXECUTE, **opts: Any
@@ -154,27 +172,50 @@ class RayExecutor:
         try:
             import ray
             from ray.util.queue import Queue
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         except ImportError:
             raise RethinkError(
                 "the ray backend needs Ray: pip install 'rethink[ray]' (or 'ray>=2.9')."
             ) from None
-        started_here = not ray.is_initialized()
-        if started_here:
-            kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if self.address:
-                kw["address"] = self.address
-            else:
-                kw["num_cpus"] = self.jobs
+        from rethink.sweep import _ray_cluster
+
+        runtime_env = _runtime_env(tasks)
+        cluster = None
+        connected_here = not ray.is_initialized()
+        if connected_here:
             try:
-                ray.init(**kw)
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    cluster = _ray_cluster.start_local(self.jobs)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = self.address or "a local cluster"
-                raise RethinkError(f"cannot start Ray on {where} ({err}).") from None
-        q = Queue()
-        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+                detail = " ".join(str(err).split())
+                raise RethinkError(f"cannot start Ray on {where} ({detail}).") from None
+        try:
+            self._run(ray, Queue, NodeAffinitySchedulingStrategy, runtime_env, tasks, prepare,
+                      handle)  # fmt: skip
+        finally:
+            if cluster is not None:
+                cluster.stop()
+            elif connected_here and ray.is_initialized():
+                ray.shutdown()
+
+    def _run(self, ray, Queue, Affinity, runtime_env, tasks, prepare, handle) -> None:
+        here = ray.get_runtime_context().get_node_id()
+        # On the driver's node: a lost worker node must not take the messages with it.
+        q = Queue(actor_options={"num_cpus": 0,
+                                 "scheduling_strategy": Affinity(here, soft=False)})  # fmt: skip
+        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
+        if runtime_env:
+            options["runtime_env"] = runtime_env
+        remote = ray.remote(**options)(_ray_task)
         pending = list(tasks)
+        specs = dict(tasks)
         refs: dict[Any, str] = {}
         ended: set[str] = set()
+        last: dict[str, tuple[int, bytes | None]] = {}  # run_id -> (epoch, checkpoint)
+        moved: dict[str, list[dict]] = {}  # run_id -> reschedules so far
 
         def drain(block: bool) -> None:
             try:
@@ -184,36 +225,104 @@ class RayExecutor:
             while not q.empty():
                 items.append(q.get_nowait())
             for msg in items:
-                if msg[0] == "start":
+                kind, run_id = msg[0], msg[1]
+                if kind == "start":
                     continue
+                if kind == "ckpt":
+                    last[run_id] = (int(msg[2]), msg[3])
+                if kind == "done" and moved.get(run_id):
+                    msg = (kind, run_id, {**dict(msg[2]), "rescheduled": moved[run_id]})
                 handle(msg)
-                if msg[0] in ("done", "error"):
-                    ended.add(msg[1])
+                if kind in ("done", "error"):
+                    ended.add(run_id)
+
+        def submit(run_id: str, resume: Any) -> None:
+            refs[remote.remote((run_id, specs[run_id], resume), q, self.opts)] = run_id
 
         try:
             while pending or refs:
                 while pending and len(refs) < self.jobs:
                     run_id, spec = pending.pop(0)
                     resume = prepare(run_id)
+                    if resume == SKIP:
+                        continue
                     if isinstance(resume, (str, os.PathLike)):
-                        resume = open(resume, "rb").read()  # workers may be other machines
-                    refs[remote.remote((run_id, spec, resume), q, self.opts)] = run_id
+                        with open(resume, "rb") as f:
+                            resume = f.read()  # workers may be other machines
+                    last[run_id] = (-1, resume)
+                    submit(run_id, resume)
                 drain(block=True)
                 ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
                 if ready:
                     drain(block=False)  # a finished task's messages are all in the queue
                 for ref in ready:
                     run_id = refs.pop(ref)
-                    if run_id not in ended:
-                        try:
-                            ray.get(ref)
-                            why = "its Ray task ended without a result"
-                        except Exception as err:  # the worker crashed or was lost
-                            why = f"its Ray task failed ({type(err).__name__})"
-                        handle(("error", run_id, why))
+                    if run_id in ended:
+                        continue
+                    try:
+                        ray.get(ref)
+                        why, lost = "its Ray task ended without a result", False
+                    except (ray.exceptions.RayTaskError, ray.exceptions.TaskCancelledError) as e:
+                        why, lost = f"its Ray task failed ({type(e).__name__})", False
+                    except Exception as err:  # its worker process or its node died
+                        why, lost = f"its Ray task was lost ({type(err).__name__})", True
+                    tries = moved.setdefault(run_id, [])
+                    if lost and len(tries) < self.reschedules:
+                        epoch, resume = last.get(run_id, (-1, None))
+                        start = epoch if epoch >= 0 else _epoch_of(resume)
+                        tries.append({"attempt": len(tries) + 2, "from_epoch": start,
+                                      "why": why})  # fmt: skip
+                        print(
+                            f"run {run_id}: {why}; rescheduled from "
+                            f"{'epoch ' + str(start) if start is not None else 'the start'} "
+                            f"(attempt {len(tries) + 1} of {self.reschedules + 1}).",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        handle(("resume", run_id, -1 if start is None else start, why))
+                        submit(run_id, resume)
+                        continue
+                    if tries:
+                        why += f", after {len(tries)} reschedule(s)"
+                    handle(("error", run_id, why))
         finally:
             for ref in refs:
                 ray.cancel(ref, force=True)
-            q.shutdown()
-            if started_here:
-                ray.shutdown()
+            try:
+                q.shutdown()
+            except Exception:  # the cluster is already going away
+                pass
+
+
+def _epoch_of(blob: bytes | None) -> int | None:
+    """The epoch of a checkpoint given as bytes (None: no checkpoint)."""
+    if not blob:
+        return None
+    import io
+
+    import torch
+
+    try:
+        return int(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)["epoch"])
+    except Exception:
+        return None
+
+
+def _runtime_env(tasks: list[tuple[str, dict]]) -> dict | None:
+    """py_modules for the users' own model / dataset modules that are not installed (found in
+    the current folder or on PYTHONPATH), so Ray workers elsewhere can import them."""
+    from rethink import plugins
+
+    refs = []
+    for _, spec in tasks:
+        for kind, name in (("model", spec.get("model", {}).get("name")),
+                           ("dataset", spec.get("data", {}).get("dataset"))):  # fmt: skip
+            ref = None
+            try:
+                ref = plugins.identify(kind, name)
+            except Exception:  # reported when the run sets up
+                pass
+            if ref and ref["ref"] not in refs:
+                refs.append(ref["ref"])
+    paths = plugins.local_module_paths(refs) if refs else []
+    return {"py_modules": paths} if paths else None

@@ -70,8 +70,11 @@ class SweepPlan:
         return len(self.runs)
 
 
-def load_sweep(path: str | Path, *, scale: str | None = None) -> SweepPlan:
-    """Read and expand a sweep file; every problem is one RethinkError sentence."""
+def load_sweep(
+    path: str | Path, *, scale: str | None = None, overrides: dict[str, Any] | None = None
+) -> SweepPlan:
+    """Read and expand a sweep file; every problem is one RethinkError sentence.
+    `overrides` (dotted keys, as `--set`) apply to every run, over base, axes and variants."""
     p = Path(path)
     if not p.is_file():
         raise RethinkError(f"no sweep file at {p}.")
@@ -80,7 +83,7 @@ def load_sweep(path: str | Path, *, scale: str | None = None) -> SweepPlan:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise RethinkError(f"{p} is not valid TOML ({err}).") from None
     try:
-        return plan_from_dict(doc, name=p.stem, scale=scale, source=str(p))
+        return plan_from_dict(doc, name=p.stem, scale=scale, source=str(p), overrides=overrides)
     except RethinkError as err:
         raise RethinkError(f"{p}: {err}") from None
 
@@ -98,7 +101,12 @@ def preset_path(name: str) -> Path:
 
 
 def plan_from_dict(
-    doc: dict[str, Any], *, name: str = "sweep", scale: str | None = None, source: str = ""
+    doc: dict[str, Any],
+    *,
+    name: str = "sweep",
+    scale: str | None = None,
+    source: str = "",
+    overrides: dict[str, Any] | None = None,
 ) -> SweepPlan:
     """Expand a parsed sweep document (see the module docstring) into a SweepPlan."""
     unknown = set(doc) - _TOP_KEYS - {"scales"}
@@ -134,14 +142,18 @@ def plan_from_dict(
         meta.update({k: str(sc[k]) for k in ("command", "expect", "runtime") if k in sc})
         description = str(sc.get("description", description))
     sweep_name = str(doc.get("name", name)) + (f"-{scale}" if scale else "")
-    runs = expand(base, axes, include)
+    runs = expand(base, axes, include, overrides)
     return SweepPlan(sweep_name, runs, scale, description, meta, source)
 
 
 def expand(
-    base: dict[str, Any], axes: dict[str, Any], include: list[dict[str, Any]] | None = None
+    base: dict[str, Any],
+    axes: dict[str, Any],
+    include: list[dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[PlannedRun]:
-    """Every (variant, axis combination) as a PlannedRun, first occurrence of each run_id."""
+    """Every (variant, axis combination) as a PlannedRun, first occurrence of each run_id;
+    `overrides` apply last, to every run."""
     base_spec = RunSpec().override(base)
     for key, values in axes.items():
         if not isinstance(values, list) or not values:
@@ -154,7 +166,8 @@ def expand(
         vlabel = variant.pop("label", None)
         for combo in itertools.product(*(axes[k] for k in keys)):
             setting = dict(zip(keys, combo, strict=True))
-            spec = _checked(base_spec.override(setting).override(variant))
+            spec = base_spec.override(setting).override(variant).override(overrides or {})
+            spec = _checked(spec)
             rid = spec.run_id()
             if rid in runs:
                 continue
@@ -179,7 +192,7 @@ def _checked(spec: RunSpec) -> RunSpec:
 
 
 def _check_dataset(name: str) -> None:
-    if ":" in name:  # imagefolder:PATH and other parametrised sources check themselves
+    if not name or ":" in name:  # missing: normalized() said so; PATH / module refs: later
         return
     try:
         from rethink.data import names as dataset_names

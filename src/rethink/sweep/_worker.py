@@ -1,25 +1,31 @@
 """What runs inside a worker (the driver's own process, a local process or a Ray task).
 
 A worker computes one run with `execute` and reports everything back as messages; it never
-opens the store. Messages are tuples:
-    ("start", run_id, pid)            the run began in process pid
-    ("epoch", run_id, record)         one finished epoch's metrics (dict)
-    ("ckpt", run_id, epoch, bytes)    a checkpoint: torch.save(state) bytes, the same file
-                                      format as `rethink run` writes (state["epoch"])
-    ("done", run_id, result)          the result dict (status 'finished' or 'diverged')
-    ("error", run_id, message)        the run failed; message is one line
+opens the store (the driver records them through rethink.lifecycle.Recorder). Messages are
+tuples:
+    ("start", run_id, pid)                  the run began in process pid
+    ("setup", run_id, provenance, arrays)   set up: where and how it computes; arrays for
+                                            per-example records (or None)
+    ("restart", run_id, why)                the checkpoint did not fit: started over
+    ("epoch", run_id, metrics, examples)    one finished epoch's metrics (dict) and its
+                                            per-example arrays (or None)
+    ("ckpt", run_id, epoch, bytes)          a checkpoint: torch.save(state) bytes, the same
+                                            file format as `rethink run` writes
+    ("done", run_id, result)                the result dict (its status from the engine)
+    ("error", run_id, message)              the run failed; message is one line
 Checkpoints travel as bytes so they need no shared file system or shared memory.
 """
 
 from __future__ import annotations
 
 import importlib
-import io
 import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rethink.lifecycle import dump_checkpoint, read_checkpoint
 
 Send = Callable[[tuple], None]
 DEFAULT_EXECUTE = "rethink.runner:execute"
@@ -32,21 +38,10 @@ def resolve_execute(path: str) -> Callable[..., dict]:
 
 
 def load_checkpoint(blob: bytes | str | os.PathLike | None) -> dict | None:
-    """A checkpoint (bytes or a file path) -> the state given to on_checkpoint, or None."""
+    """A checkpoint (bytes or a file path) -> the state to resume, or None."""
     if blob is None:
         return None
-    import torch
-
-    src: Any = io.BytesIO(blob) if isinstance(blob, bytes) else Path(blob)
-    return torch.load(src, map_location="cpu", weights_only=True)
-
-
-def dump_checkpoint(state: dict) -> bytes:
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
+    return read_checkpoint(blob if isinstance(blob, bytes) else Path(blob))
 
 
 def run_one(
@@ -73,8 +68,8 @@ def run_one(
         state = load_checkpoint(resume)
         spec = RunSpec.from_dict(spec_dict)
 
-        def on_epoch(record: dict) -> None:
-            send(("epoch", run_id, dict(record)))
+        def on_epoch(record: Any) -> None:
+            send(("epoch", run_id, record.metrics(), record.examples))
 
         def on_checkpoint(epoch: int, state: dict) -> None:
             send(("ckpt", run_id, int(epoch), dump_checkpoint(state)))
@@ -84,8 +79,10 @@ def run_one(
             data_dir=data_dir,
             device=device,
             resume=state,
+            on_start=lambda prov, arrays: send(("setup", run_id, prov, arrays)),
             on_epoch=on_epoch,
             on_checkpoint=on_checkpoint,
+            on_restart=lambda why: send(("restart", run_id, why)),
         )
         send(("done", run_id, dict(result)))
     except KeyboardInterrupt:
