@@ -68,6 +68,9 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
     }
     for t in _TIMES:
         row[t] = run.get(t)
+    for k, v in run.items():  # any other column a newer store keeps
+        if k not in row and k not in ("spec", "result", "versions", "provenance"):
+            row[k] = _scalar(v)
     row.update({k: _scalar(v) for k, v in flatten_spec(run["spec"]).items()})
     for prefix in ("versions", "provenance"):
         for k, v in flatten_spec(_mapping(run.get(prefix))).items():
