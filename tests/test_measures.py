@@ -295,3 +295,21 @@ def test_hyperparameter_axes_merge_label_noise_into_corruption_prob():
         {"corruption.prob": 0.5, "train.lr": 0.1},
         {"corruption.prob": 1.0, "train.lr": 0.01},
     ]
+
+
+def test_plain_lrn_equals_the_models_lrn_and_differentiates_twice():
+    from rethink.measures._compute import _plain_lrn
+
+    net = models.build("alexnet-small", (1, 8, 8), 10, seed=0).eval()
+    x = torch.randn(6, 1, 8, 8)
+    y = torch.randint(0, 10, (6,))
+    with torch.no_grad():
+        before = net(x)
+    _plain_lrn(net)
+    assert not any(isinstance(m, models.LocalResponseNorm) for m in net.modules())
+    with torch.no_grad():
+        assert torch.allclose(net(x), before, atol=1e-6)
+    g = torch.Generator().manual_seed(0)
+    assert math.isfinite(FL.hessian_top_eigenvalue(net, x, y, generator=g, iters=2))
+    # the path-norm pass skips LRN in either form
+    assert math.isfinite(N.log_path_norm(net, (1, 8, 8)))

@@ -109,11 +109,18 @@ def test_python_api_and_report(store, tmp_path):
     assert len(rows) == 8
     scores = measures.score(store, only="log_spectral_product")
     assert [s["random_labels"] for s in scores] == ["included", "excluded"]
+    measures.compute(store, sample=150)  # whatever is missing (all of it if run alone)
     files = measures.write_measures_report(store, tmp_path / "report")
     names = {p.name for p in files}
     assert {"measures-ranking.md", "measures-ranking.csv", "measures-best.png"} <= names
     text = (tmp_path / "report" / "measures-ranking.md").read_text()
     assert "| 1 |" in text and "`" in text
+    from rethink.measures._report import report_section
+    from rethink.report._html import write_html
+
+    _, section = report_section(store, tmp_path / "r2")
+    page = write_html(tmp_path / "r2" / "report.html", "t", [section]).read_text()
+    assert "ranked by Kendall" in page and page.count("<img") == 2
 
 
 def test_measures_preset_is_a_grid_of_one_axis_variants_times_label_noise():

@@ -131,23 +131,13 @@ def _select_runs(st: Store, runs: Sequence[str] | None) -> tuple[list[dict], lis
 
 
 def _plain_lrn(model: nn.Module) -> None:
-    """Swap each LocalResponseNorm for the same formula in plain ops: the model's own LRN has
-    a hand-written, once-differentiable backward, and the Hessian measures differentiate twice."""
+    """Swap each LocalResponseNorm for PlainLRN: the model's own LRN has a hand-written,
+    once-differentiable backward, and the Hessian measures differentiate twice."""
     from rethink.models import LocalResponseNorm
-
-    class _PlainLRN(nn.Module):
-        def __init__(self, lrn: LocalResponseNorm) -> None:
-            super().__init__()
-            self.alpha, self.bias, self.beta = lrn.alpha, lrn.bias, lrn.beta
-            self.register_buffer("band", lrn.band.clone(), persistent=False)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            s = torch.nn.functional.conv2d(x * x, self.band) * self.alpha + self.bias
-            return x * s.pow(-self.beta)
 
     for name, child in list(model.named_children()):
         if isinstance(child, LocalResponseNorm):
-            setattr(model, name, _PlainLRN(child))
+            setattr(model, name, N.PlainLRN(child))
         else:
             _plain_lrn(child)
 

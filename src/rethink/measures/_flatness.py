@@ -25,7 +25,7 @@ SHARPNESS_EPS = 1e-3  # Keskar et al.'s box: |u_i| <= eps (|w_i| + 1)
 SHARPNESS_STEPS = 10  # projected sign-gradient ascent steps inside the box
 HESSIAN_ITERS = 20  # power iterations for the top eigenvalue
 HUTCHINSON_PROBES = 10  # Rademacher probes for the trace
-GRAD_NOISE_BATCHES = 16  # mini-batches for the gradient variance
+GRAD_NOISE_BATCHES = 64  # mini-batches for the gradient variance
 
 
 def _params(model: nn.Module) -> list[torch.nn.Parameter]:

@@ -29,11 +29,9 @@ def size_and_norms(
     fro = [frobenius(lay) for lay in layers]
     spec = [spectral(lay) for lay in layers]
     l21 = [norm_21(lay) for lay in layers]
-    state = model.state_dict()
     dist2 = 0.0
     for name, p in model.named_parameters():
         dist2 += float(((p.detach().double() - init_state[name].double().to(p.device)) ** 2).sum())
-    del state
     return {
         "params": float(sum(p.numel() for p in model.parameters())),
         "frobenius_sum": float(sum(f * f for f in fro)),
@@ -58,6 +56,19 @@ def log_spectral_complexity(spec: list[float], l21: list[float]) -> float:
         return -math.inf
     inner = sum((a ** (2.0 / 3.0)) / (s ** (2.0 / 3.0)) for a, s in zip(l21, spec, strict=True))
     return float(sum(math.log(s) for s in spec) + 1.5 * math.log(inner))
+
+
+class PlainLRN(nn.Module):
+    """rethink.models.LocalResponseNorm's formula in plain (twice differentiable) ops."""
+
+    def __init__(self, lrn: nn.Module) -> None:
+        super().__init__()
+        self.alpha, self.bias, self.beta = lrn.alpha, lrn.bias, lrn.beta
+        self.register_buffer("band", lrn.band.clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        s = F.conv2d(x * x, self.band) * self.alpha + self.bias
+        return x * s.pow(-self.beta)
 
 
 class _SquaredBN(nn.Module):
@@ -101,7 +112,7 @@ def _swap_modules(net: nn.Module) -> None:
     for name, child in list(net.named_children()):
         if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
             setattr(net, name, _SquaredBN(child))
-        elif isinstance(child, LocalResponseNorm):
+        elif isinstance(child, (LocalResponseNorm, PlainLRN)):
             setattr(net, name, nn.Identity())
         else:
             _swap_modules(child)
@@ -155,6 +166,7 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
 __all__ = [
     "MARGIN_PERCENTILE",
     "Layer",
+    "PlainLRN",
     "cross_entropy",
     "log_path_norm",
     "log_spectral_complexity",

@@ -96,12 +96,9 @@ def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathL
     finally:
         if owned:
             st.close()
-    for tag, m in (
-        ("best", ranked[0] if ranked else None),
-        ("worst", ranked[-1] if ranked else None),
-    ):
-        if m is None or inc[m]["kendall_tau"] is None:
-            continue
+    defined = [m for m in ranked if inc[m]["kendall_tau"] is not None]
+    ends = [("best", defined[0]), ("worst", defined[-1])] if len(defined) >= 2 else []
+    for tag, m in ends:
         fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=120)
         for rl, color, label in ((False, "tab:blue", "true / partial labels"),
                                  (True, "tab:red", "random labels")):  # fmt: skip
@@ -124,3 +121,36 @@ def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathL
         plt.close(fig)
         written.append(path)
     return written
+
+
+def report_section(
+    store_path: str | os.PathLike, out_dir: str | os.PathLike, runs=None
+) -> tuple[list[Path], dict]:
+    """For rethink.report: write_measures_report's files, and a report.html section (the
+    ranked table as a rethink.report Table, the best / worst scatter plots)."""
+    import pandas as pd
+
+    from rethink.report._tables import Table
+
+    files = write_measures_report(store_path, out_dir)
+    csv_path = next(p for p in files if p.suffix == ".csv")
+    table = Table(
+        name="measures-ranking",
+        title="Generalization measures ranked by Kendall's tau with the gap",
+        frame=pd.read_csv(csv_path),
+        caption=(
+            "tau: Kendall's tau-b with the gap (train minus test accuracy); granulated_tau: "
+            "Jiang et al. (2020)'s mean over hyperparameter axes; pgdl_cmi: the PGDL "
+            "conditional mutual information (min over pairs of axes); *_no_rl: the same "
+            "without random-label runs. Definitions: docs/measures.md."
+        ),
+    )
+    figures = [(p, f"Measure against the gap: {p.stem}") for p in files if p.suffix == ".png"]
+    section = {
+        "sweep": "generalization measures",
+        "notes": "",
+        "tables": [table],
+        "figures": figures,
+        "runs": runs if runs is not None else pd.DataFrame(),
+    }
+    return files, section
