@@ -341,7 +341,11 @@ class Recorder:
             prov["threads"] = sorted(earlier | {provenance.get("threads")})
         self._write(self.store.set_provenance, self.run_id, prov)
         if arrays is not None and self.spec.train.record_examples:
-            self._write(_records().write_run_arrays, self.store.db, self.run_id, **arrays)
+            a = arrays
+            self._write(
+                _records().write_run_arrays, self.store.db, self.run_id,
+                a["labels"], a["clean_labels"], a["changed"],
+            )  # fmt: skip
 
     # -- progress
     def epoch(self, metrics: dict[str, Any], examples: dict[str, Any] | None = None) -> None:

@@ -196,20 +196,23 @@ def _execute(job, resume, on_start, on_epoch, on_checkpoint, on_restart, should_
     else:
         records = fit(job.model, job.data, train, seed=spec.seed, device=job.device,
                       resume=resume, progress=progress)  # fmt: skip
+        csr = _CSR(job) if train.record_examples else None
         with closing(records):  # closing restores the caller's global RNG state
             for rec in records:
                 last = rec
-                if on_epoch is not None:
-                    on_epoch(rec)
                 stop = None
                 if rec.diverged:
                     stop = "diverged"
                 elif train.until_fit and rec.fit_epoch is not None:
                     stop = "finished"
-                elif should_stop is not None and should_stop():
-                    stop = "interrupted"
                 elif rec.epoch >= train.max_epochs:
                     stop = "finished"
+                if csr is not None and (rec.epoch in csr.epochs or stop is not None):
+                    rec.extra.update(csr.measure(rec.epoch))
+                if on_epoch is not None:
+                    on_epoch(rec)
+                if stop is None and should_stop is not None and should_stop():
+                    stop = "interrupted"
                 if stop == "interrupted" or (
                     stop is None and rec.epoch > 0 and rec.epoch % train.checkpoint_every == 0
                 ):
@@ -229,6 +232,32 @@ def _execute(job, resume, on_start, on_epoch, on_checkpoint, on_restart, should_
     if realized is not None:
         result["realized_fraction"] = float(realized)
     return result
+
+
+class _CSR:
+    """Critical sample ratio (rethink.dynamics) of a run that records per-example dynamics:
+    at epochs 0, 1, 2, 4, 8, ..., the cap and the last epoch, on a fixed sample of 200 train
+    and 200 test points, radius 8/255 of the pixel range (docs/dynamics.md)."""
+
+    def __init__(self, job: Job):
+        from rethink.dynamics import _csr
+
+        self.mod, self.job = _csr, job
+        d = job.data
+        self.epochs = set(_csr.csr_epochs(job.spec.train.max_epochs))
+        self.sample = _csr.csr_sample(len(d.y_train), len(d.y_test))
+        raw = load_dataset(job.spec).x_train
+        idx = self.sample[0][: len(raw)]
+        unit = raw[idx].float() / 255.0
+        model_x = d.x_train[idx.to(d.x_train.device)].cpu()
+        self.radius = _csr.pixel_radius(_csr.CSR_PIXEL_RADIUS, unit, model_x)
+
+    def measure(self, epoch: int) -> dict[str, float]:
+        d = self.job.data
+        return self.mod.csr_metrics(
+            self.job.model, d.x_train, d.x_test, sample=self.sample, radius=self.radius,
+            epoch=epoch, seed=self.job.spec.seed,
+        )  # fmt: skip
 
 
 def _arrays(job: Job) -> dict[str, Any] | None:

@@ -97,6 +97,7 @@ class EpochRecord:
     total_seconds            wall time of the whole run so far, all attempts
     diverged     the loss is non-finite or exploded (see DIVERGE_FACTOR); the last record
     examples     per-example arrays (train.record_examples): correct, margin, loss, pred
+    extra        more per-epoch metrics a caller measured (e.g. csr_train / csr_test)
     """
 
     epoch: int
@@ -120,12 +121,14 @@ class EpochRecord:
     total_seconds: float = 0.0
     diverged: bool = False
     examples: dict[str, Any] | None = field(default=None, repr=False)
+    extra: dict[str, float] = field(default_factory=dict)
     _state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
     def metrics(self) -> dict[str, Any]:
         """The epoch's row: METRIC_KEYS, without the ones that do not apply (None)."""
         row = {k: getattr(self, k) for k in METRIC_KEYS}
-        return {k: v for k, v in row.items() if v is not None or k in ("test_loss", "test_acc")}
+        row = {k: v for k, v in row.items() if v is not None or k in ("test_loss", "test_acc")}
+        return {**row, **self.extra}
 
     def state(self) -> dict[str, Any]:
         """The checkpoint that resumes the run right after this epoch (CPU tensors). Valid
