@@ -170,3 +170,24 @@ def test_auto_and_bad_mode():
     assert resolve_mode("auto", Tty()) == "terminal"
     with pytest.raises(RethinkError, match="unknown progress mode"):
         RunProgress("x", 1, mode="loud")
+
+
+def test_engine_records_are_accepted_and_progress_imports_no_torch():
+    import subprocess
+    import sys
+
+    from rethink.train import EpochRecord
+
+    s = io.StringIO()
+    p = RunProgress("e", 4, stream=s, mode="plain")
+    p.epoch(
+        EpochRecord(
+            epoch=1, step=8, lr=0.1, train_loss=1.0, train_acc=0.25, test_loss=None,
+            test_acc=None, seconds=3.0,
+        )
+    )  # fmt: skip
+    assert s.getvalue() == (
+        "e: epoch 1/4  train loss 1.0000 acc 25.00%  test loss - acc -  3.0s  eta 9.0s\n"
+    )
+    code = "import sys, rethink.progress; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -30,16 +30,19 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
-from typing import IO, Any, TypedDict
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # the engine imports torch; the displays never need it
+    from rethink.train import EpochRecord
 
 MODES = ("auto", "terminal", "plain", "notebook", "quiet")
 
 
-class EpochRecord(TypedDict, total=False):
-    """What `on_epoch(record)` receives once per epoch (epoch 0: the evaluation before any
-    training). Accuracies are fractions; test_loss / test_acc are None on epochs where the
-    test set was not evaluated; seconds is this epoch's wall time."""
+class EpochRow(TypedDict, total=False):
+    """An epoch as a row (`rethink.train.EpochRecord.metrics()`, a store's epochs row): what
+    the displays read. Accuracies are fractions; test_loss / test_acc are None on epochs
+    where the test set was not evaluated; seconds is this epoch's wall time."""
 
     epoch: int
     step: int
@@ -51,9 +54,21 @@ class EpochRecord(TypedDict, total=False):
     seconds: float
 
 
-OnEpoch = Callable[[EpochRecord], None]
-"""The callback type of `rethink.run(..., on_epoch=...)`: called with each epoch's record as
-soon as the epoch ends (after the store holds it)."""
+OnEpoch = Callable[["EpochRecord"], None]
+"""The callback type of `rethink.run(..., on_epoch=...)`: called with each epoch's
+`rethink.train.EpochRecord` (attributes epoch, step, train_loss, train_acc, test_loss,
+test_acc, lr, seconds, fit, best_test_acc, ...; `.metrics()` gives the row as a dict) as soon
+as the epoch ends and the store holds it. Epoch 0 is the evaluation before training."""
+
+
+def as_row(record: Any) -> dict[str, Any]:
+    """An epoch as a dict: a mapping as it is, an EpochRecord through its .metrics()."""
+    if isinstance(record, Mapping):
+        return dict(record)
+    metrics = getattr(record, "metrics", None)
+    if callable(metrics):
+        return dict(metrics())
+    return dict(vars(record))
 
 
 # ---- formatting ---------------------------------------------------------------------------
@@ -209,8 +224,9 @@ class RunProgress(_Display):
         """Seconds left after `epoch`, from the epochs measured so far."""
         return run_eta(self.epoch_seconds, self.max_epochs - epoch)
 
-    def epoch(self, record: dict[str, Any]) -> None:
-        """One finished epoch (a record as the engine yields it)."""
+    def epoch(self, record: EpochRow | EpochRecord) -> None:
+        """One finished epoch: an EpochRecord as the engine yields it, or its row (a dict)."""
+        record = as_row(record)
         epoch = int(record["epoch"])
         if epoch > 0 and _finite(record.get("seconds")):  # epoch 0 only evaluates
             self.epoch_seconds.append(float(record["seconds"]))
@@ -378,10 +394,11 @@ class SweepProgress(_Display):
         if self.mode == "terminal":
             self._run_tasks[run_id] = self._bar.add_task(f"  {run_label}"[:48], total=None, info="")
 
-    def epoch(self, run_id: str, record: dict[str, Any]) -> None:
+    def epoch(self, run_id: str, record: EpochRow | EpochRecord) -> None:
         """A run's epoch ended (shown only on a terminal, under the sweep's bar)."""
         task = self._run_tasks.get(run_id)
         if self.mode == "terminal" and task is not None:
+            record = as_row(record)
             self._bar.update(task, info=f"epoch {record['epoch']}  {_short(record)}")
 
     def finished(
@@ -410,10 +427,11 @@ class SweepProgress(_Display):
 
 __all__ = [
     "MODES",
-    "EpochRecord",
+    "EpochRow",
     "OnEpoch",
     "RunProgress",
     "SweepProgress",
+    "as_row",
     "format_duration",
     "format_result",
     "resolve_mode",
