@@ -52,6 +52,8 @@ CORRUPTIONS = (
 PREPROCESS = ("standardize", "paper", "unit")
 SCHEDULES = ("constant", "paper", "paper-epoch", "exponential", "step", "cosine")
 AUGMENTS = ("none", "crop", "flip", "crop+flip")
+TEST_EVALS = ("spaced", "every-epoch")
+PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("sgd",)
 # Epoch caps when max_epochs is left unset. Calibrated (docs/training.md): an MLP 1x512 at a
 # constant lr 0.01 fits random labels on 4,000 MNIST images in 93 epochs, 4,000 / 10,000
@@ -112,6 +114,11 @@ class TrainSpec:
     fit_loss: float | None = None  # ... or once the training loss is below this
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
     record_examples: bool = False  # per-example records (correct, margin, loss, pred) per epoch
+    # which epochs evaluate the test split: spaced (every epoch to 10, then every 5th to 50,
+    # then every 10th; always epoch 0, the fit epoch and the last) | every-epoch. The
+    # training split is evaluated every epoch either way (docs/training.md)
+    test_eval: str = "spaced"
+    precision: str = "fp32"  # fp32 | bf16 (bf16 autocast, CUDA only)
 
 
 @dataclass(frozen=True)
@@ -343,6 +350,8 @@ def validate(spec: RunSpec) -> None:
     _choice("schedule", t.schedule, SCHEDULES)
     _choice("augment", t.augment, AUGMENTS)
     _choice("optimizer", t.optimizer, OPTIMIZERS)
+    _choice("test_eval", t.test_eval, TEST_EVALS)
+    _choice("precision", t.precision, PRECISIONS)
     if c.kind in USES_PROB and c.prob is None:
         raise RethinkError(f"corruption {c.kind} needs corruption.prob (--corrupt-prob).")
     implied = 1.0 if c.kind == "random-labels" else 0.0

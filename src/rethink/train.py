@@ -6,14 +6,25 @@
             break
 
 Each epoch: set the lr, train one pass over a fresh seeded permutation of the training set,
-evaluate (a full pass in eval mode over the training set and the test set), yield one
-`EpochRecord`. Epoch 0 is the evaluation before any training. The generator ends by itself
+evaluate (a full pass in eval mode over the training set; the test split on the epochs
+`test_epoch` names, see `train.test_eval`), yield one `EpochRecord`. Epoch 0 is the
+evaluation before any training. The generator ends by itself
 after `train.max_epochs` epochs or at divergence (the record says `diverged`); everything else
 (until-fit, a time budget, Ctrl-C) is the caller's decision, made by stopping the iteration.
 
 Data lives on the device as tensors; a batch is a slice of the permutation gathered with one
 `index_select`; augmentation is batched tensor code (rethink.augment). No host
-synchronization inside an epoch: the running loss is summed on the device and read once.
+synchronization inside an epoch: the running loss and accuracy are summed on the device and
+read once. `train.precision = "bf16"` runs forward passes under bf16 autocast (CUDA only).
+
+Evaluation policy (docs/training.md): the training split is evaluated in full every epoch, so
+the fit epoch (epochs_to_fit, steps_to_fit) is exactly the full-pass engine's. The test split
+is evaluated at epoch 0, every epoch to 10, every 5th to 50, every 10th after, at the first
+fit epoch, at a divergence and at train.max_epochs (`train.test_eval = "spaced"`), or every
+epoch (`"every-epoch"`, and always when train.record_examples is on). An epoch that did not
+evaluate the test split carries test_loss / test_acc = None; best_test_acc is the best over
+evaluated epochs. The weights at every epoch are those of the full-pass engine, so every
+number that is recorded equals its number.
 
 Randomness: the batch order and augmentation come from one CPU `torch.Generator` seeded with
 derive_seed(seed, "order"); dropout draws from torch's global generator, which `fit` forks and
@@ -36,8 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rethink._evaluation import EVAL_BATCH, eval_metrics, evaluate
+from rethink._evaluation import EVAL_BATCH, autocast, evaluate, holdout_metrics, train_metrics
 from rethink.augment import augment
+from rethink.errors import RethinkError
 from rethink.schedules import lr_at
 from rethink.spec import DEFAULT_MAX_EPOCHS, UNTIL_FIT_MAX_EPOCHS, TrainSpec, derive_seed
 
@@ -50,6 +62,7 @@ __all__ = [
     "evaluate",
     "fit",
     "result_of",
+    "test_epoch",
 ]
 
 # Divergence: a non-finite loss, or a training loss above DIVERGE_FACTOR times its value at
@@ -73,6 +86,7 @@ METRIC_KEYS = (
     "train_seconds",
     "eval_seconds",
     "running_loss",
+    "running_acc",
     "changed_acc",
     "unchanged_acc",
 )
@@ -86,8 +100,9 @@ class EpochRecord:
     step         optimization steps so far (batches)
     lr           the lr used during this epoch (epoch 0: the lr epoch 1 will use)
     train_loss / train_acc   full pass in eval mode over the (possibly corrupted) training set
-    test_loss / test_acc     the same over the test split
-    running_loss mean loss of the training pass itself (train mode; None at epoch 0)
+    test_loss / test_acc     the same over the test split (None: not evaluated this epoch)
+    running_loss / running_acc   mean loss / accuracy of the training pass itself (train
+                 mode, weights changing through the epoch; None at epoch 0)
     seconds      wall time of this epoch (train_seconds + eval_seconds)
     changed_acc / unchanged_acc  training accuracy on the examples the corruption changed /
                  left alone (only when both kinds exist)
@@ -105,12 +120,13 @@ class EpochRecord:
     lr: float
     train_loss: float
     train_acc: float
-    test_loss: float
-    test_acc: float
+    test_loss: float | None
+    test_acc: float | None
     seconds: float
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     running_loss: float | None = None
+    running_acc: float | None = None
     changed_acc: float | None = None
     unchanged_acc: float | None = None
     fit: bool = False
@@ -158,6 +174,13 @@ def fit(
         cap = UNTIL_FIT_MAX_EPOCHS if train.until_fit else DEFAULT_MAX_EPOCHS
         train = dataclasses.replace(train, max_epochs=cap)
     device = torch.device(device)
+    precision = getattr(train, "precision", "fp32")
+    if precision == "bf16" and device.type != "cuda":
+        raise RethinkError(
+            f"train.precision bf16 needs a CUDA device (this run is on {device.type}); use fp32."
+        )
+    every_epoch = getattr(train, "test_eval", "every-epoch") == "every-epoch"
+    every_epoch = every_epoch or train.record_examples
     model.to(device)
     data = _on_device(data, device)
     changed = getattr(data, "changed", None)
@@ -178,25 +201,26 @@ def fit(
         def snapshot() -> dict[str, Any]:
             return {**s, **_snapshot(model, opt, order)}
 
-        def measure(epoch: int, lr: float, train_seconds: float, running: float | None):
+        def measure(epoch: int, lr: float, train_seconds: float, running):
             t0 = time.perf_counter()
-            m, correct, logits = eval_metrics(
-                model, data, changed, keep_logits=train.record_examples
+            m, correct, logits = train_metrics(
+                model, data, changed, keep_logits=train.record_examples, precision=precision
             )
             examples = None
             if logits is not None:
                 from rethink.dynamics import example_arrays
 
                 examples = example_arrays(logits, data.y_train)
-            eval_seconds = time.perf_counter() - t0
             rec = EpochRecord(
                 epoch=epoch,
                 step=s["step"],
                 lr=lr,
-                seconds=train_seconds + eval_seconds,
+                test_loss=None,
+                test_acc=None,
+                seconds=0.0,
                 train_seconds=train_seconds,
-                eval_seconds=eval_seconds,
-                running_loss=running,
+                running_loss=None if running is None else running[0],
+                running_acc=None if running is None else running[1],
                 examples=examples,
                 _state=snapshot,
                 **m,
@@ -204,7 +228,21 @@ def fit(
             rec.fit = bool(correct.all()) or (
                 train.fit_loss is not None and rec.train_loss < train.fit_loss
             )
-            _account(s, rec)
+            first_fit = rec.fit and s["fit_epoch"] is None
+            _account(s, rec)  # fit time and divergence: from the training split alone
+            if (
+                every_epoch
+                or first_fit
+                or rec.diverged
+                or epoch >= train.max_epochs
+                or test_epoch(epoch)
+            ):
+                rec.test_loss, rec.test_acc = holdout_metrics(
+                    model, data, precision=precision
+                ).values()
+                _best(s, rec)
+            rec.eval_seconds = time.perf_counter() - t0
+            rec.seconds = train_seconds + rec.eval_seconds
             return rec
 
         if resume is None:  # epoch 0: where training starts from
@@ -220,7 +258,7 @@ def fit(
             epoch = s["epoch"] + 1
             lr = lr_at(train, epoch, n)
             t0 = time.perf_counter()
-            running = _train_epoch(model, opt, order, data, train, lr, epoch, progress)
+            running = _train_epoch(model, opt, order, data, train, lr, epoch, progress, precision)
             s["epoch"], s["step"] = epoch, s["step"] + math.ceil(n / train.batch_size)
             rec = measure(epoch, lr, time.perf_counter() - t0, running)
             s["seconds"] += rec.seconds
@@ -230,36 +268,54 @@ def fit(
                 return
 
 
-def _train_epoch(model, opt, order, data, train: TrainSpec, lr, epoch, progress) -> float:
-    """One pass over a fresh permutation of the training set; the mean running loss."""
+def test_epoch(epoch: int) -> bool:
+    """Whether `train.test_eval = "spaced"` evaluates the test split after `epoch` (besides
+    the first fit epoch, a divergence and train.max_epochs, which always are): epochs 0-10,
+    every 5th to 50, every 10th after."""
+    if epoch <= 10:
+        return True
+    return epoch % (5 if epoch <= 50 else 10) == 0
+
+
+def _train_epoch(
+    model, opt, order, data, train: TrainSpec, lr, epoch, progress, precision="fp32"
+) -> tuple[float, float]:
+    """One pass over a fresh permutation of the training set; the mean running loss and the
+    running accuracy (train mode, on the batches as trained). No host synchronization until
+    the single read at the end."""
     for group in opt.param_groups:
         group["lr"] = lr
     model.train()
     n, bs = len(data.y_train), train.batch_size
     device = data.x_train.device
     perm = torch.randperm(n, generator=order).to(device)
-    loss_sum = torch.zeros((), device=device)
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64  # mps: no float64
+    sums = torch.zeros(2, dtype=acc_dtype, device=device)  # loss over batches, correct
     nb = math.ceil(n / bs)
     for b in range(nb):
         idx = perm[b * bs : (b + 1) * bs]
         xb = augment(data.x_train.index_select(0, idx), train.augment, order)  # (B, C, H, W)
-        loss = F.cross_entropy(model(xb), data.y_train.index_select(0, idx))
+        yb = data.y_train.index_select(0, idx)
+        with autocast(device, precision):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += loss.detach()
+        with torch.no_grad():
+            sums[0] += loss.detach()
+            sums[1] += (logits.detach().argmax(1) == yb).sum()
         if progress is not None and (b % _PROGRESS_EVERY == 0 or b == nb - 1):
             progress(epoch, b + 1, nb)
-    return loss_sum.item() / nb  # the one read per epoch; waits for the device
+    loss_sum, correct = sums.tolist()  # the one read per epoch; waits for the device
+    return loss_sum / nb, correct / n
 
 
 def _account(s: dict[str, Any], rec: EpochRecord) -> None:
     """Run-level bookkeeping after an epoch's evaluation: fit time, best test, divergence."""
     if rec.fit and s["fit_epoch"] is None:
         s["fit_epoch"], s["fit_step"] = rec.epoch, rec.step
-    if rec.test_acc is not None and math.isfinite(rec.test_acc):
-        if rec.test_acc > s["best_test_acc"]:
-            s["best_test_acc"], s["best_test_epoch"] = rec.test_acc, rec.epoch
+    _best(s, rec)
     losses = [rec.train_loss, rec.running_loss if rec.running_loss is not None else 0.0]
     if not all(math.isfinite(v) for v in losses):
         rec.diverged = True
@@ -270,6 +326,13 @@ def _account(s: dict[str, Any], rec: EpochRecord) -> None:
         s["over"] = 0
     if rec.diverged:
         s["diverged_epoch"] = rec.epoch
+
+
+def _best(s: dict[str, Any], rec: EpochRecord) -> None:
+    """The best test accuracy so far, over the epochs that evaluated the test split."""
+    if rec.test_acc is not None and math.isfinite(rec.test_acc):
+        if rec.test_acc > s["best_test_acc"]:
+            s["best_test_acc"], s["best_test_epoch"] = rec.test_acc, rec.epoch
 
 
 def _close(s: dict[str, Any], rec: EpochRecord) -> EpochRecord:
