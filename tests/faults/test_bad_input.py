@@ -190,6 +190,9 @@ ROWS = [
      None),
     ("export image size 0", "data export imagefolder:{D}/evil.tar@0 --out {D}/o.npz", "none",
      None),
+    ("export --out under a file", "data export digits --out {F}/o.npz", "none", None),
+    ("export --out a folder", "data export digits --out {D}/empty", "none", None),
+    ("export --out a folder.npz", "data export digits --out {D}/dir.npz", "none", None),
     ("fetch unknown", "data fetch digitz --no-progress", "none", None),
     ("verify unknown", "data verify digitz", "none", None),
     ("verify missing files", "data verify mnist --data-dir {D}/empty", "none", None),
@@ -283,6 +286,7 @@ def _setup_files(d: Path) -> None:
         (d / name).write_text(text.replace("{D}", str(d)))
     (d / "existing.txt").write_text("keep me\n")
     (d / "empty").mkdir()
+    (d / "dir.npz").mkdir()
     with tarfile.open(d / "evil.tar", "w") as tar:
         info = tarfile.TarInfo("../../x/train/a/img.png")
         tar.addfile(info)

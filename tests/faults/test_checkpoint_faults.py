@@ -112,7 +112,9 @@ DAMAGE = {
 @pytest.fixture(scope="module", params=list(DAMAGE))
 def rerun(request, interrupted, tmp_path_factory):
     folder = tmp_path_factory.mktemp("case")
-    shutil.copy(interrupted / "s.db", folder / "s.db")
+    for part in ("s.db", "s.db-wal"):  # a killed writer's last commits may be in the WAL
+        if (interrupted / part).exists():
+            shutil.copy(interrupted / part, folder / part)
     shutil.copytree(interrupted / "s.db.ckpt", folder / "s.db.ckpt")
     store = folder / "s.db"
     ckpt = next(Path(f"{store}.ckpt").glob("*.pt"))

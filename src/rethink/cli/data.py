@@ -146,9 +146,12 @@ def export_command(
     prep = prepare(ds, preprocess=preprocess, corruption=corruption,
                    corrupt_prob=corrupt_prob, seed=seed, corrupt_test=corrupt_test)  # fmt: skip
     meta = dict(prep.meta, subset_seed=subset_seed, class_names=list(ds.class_names))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial.npz", dir=out.parent)
+    if out.is_dir():
+        raise RethinkError(f"--out {out} is a folder; name the .npz file to write.")
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial.npz", dir=out.parent)
         with os.fdopen(fd, "wb") as f:
             np.savez(
                 f, x_train=prep.x_train.numpy(), y_train=prep.y_train.numpy(),
@@ -157,8 +160,11 @@ def export_command(
                 meta=np.array(json.dumps(meta)),
             )  # fmt: skip
         os.replace(tmp, out)
+    except OSError as err:  # a full disk, a read-only folder, a file where a folder should be
+        raise RethinkError(f"cannot write {out} ({err.strerror or err}).") from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
     summary = {"out": str(out), "dataset": name, "corruption": corruption,
                "train": len(prep.y_train), "test": len(prep.y_test),
                "realized_fraction": prep.realized_fraction}  # fmt: skip
