@@ -135,3 +135,20 @@ def mounted(target: Path, *args: str):
         yield True
     finally:
         subprocess.run(["umount", "-l", str(target)], capture_output=True)
+
+
+def reference(store: Path) -> dict:
+    """{"rows": store_rows(store), "epochs": {run_id: [epoch numbers]}} of a finished store."""
+    rows = store_rows(store)
+    return {"rows": rows, "epochs": {r: epoch_numbers(store, r) for r in rows}}
+
+
+def assert_same_as(store: Path, ref: dict) -> None:
+    """Every run of `ref` in `store`: each epoch once, contiguous, rows equal (bit for bit)."""
+    rows = store_rows(store)
+    assert set(rows) == set(ref["rows"])
+    for run_id, want in ref["epochs"].items():
+        got = epoch_numbers(store, run_id)
+        assert got == list(range(got[0], got[-1] + 1)) if got else False, f"{run_id}: gaps"
+        assert got == want, f"{run_id}: epochs {got[:3]}..{got[-3:]}, want {want[0]}..{want[-1]}"
+        assert rows[run_id] == ref["rows"][run_id], f"{run_id} differs from the uninterrupted run"

@@ -44,12 +44,12 @@ def isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory) -> dict:
+def reference_run(tmp_path_factory):
     """The rows of RUN uninterrupted, written by a child process: what every resumed run
     must equal (timing columns aside)."""
-    from ._util import run_child, store_rows
+    from ._util import reference, run_child
 
     store = tmp_path_factory.mktemp("ref-run") / "ref.db"
     done = run_child(*RUN, "--store", store)
     assert done.returncode == 0, done.stderr[-2000:]
-    return store_rows(store)
+    return reference(store)
