@@ -7,7 +7,7 @@
 
 Each epoch: set the lr, train one pass over a fresh seeded permutation of the training set,
 evaluate (a full pass in eval mode over the training set; the test split on the epochs
-`test_epoch` names, see `train.test_eval`), yield one `EpochRecord`. Epoch 0 is the
+`evaluates_test` names, see `train.test_eval`), yield one `EpochRecord`. Epoch 0 is the
 evaluation before any training. The generator ends by itself
 after `train.max_epochs` epochs or at divergence (the record says `diverged`); everything else
 (until-fit, a time budget, Ctrl-C) is the caller's decision, made by stopping the iteration.
@@ -62,7 +62,7 @@ __all__ = [
     "evaluate",
     "fit",
     "result_of",
-    "test_epoch",
+    "evaluates_test",
 ]
 
 # Divergence: a non-finite loss, or a training loss above DIVERGE_FACTOR times its value at
@@ -235,7 +235,7 @@ def fit(
                 or first_fit
                 or rec.diverged
                 or epoch >= train.max_epochs
-                or test_epoch(epoch)
+                or evaluates_test(epoch)
             ):
                 rec.test_loss, rec.test_acc = holdout_metrics(
                     model, data, precision=precision
@@ -268,7 +268,7 @@ def fit(
                 return
 
 
-def test_epoch(epoch: int) -> bool:
+def evaluates_test(epoch: int) -> bool:
     """Whether `train.test_eval = "spaced"` evaluates the test split after `epoch` (besides
     the first fit epoch, a divergence and train.max_epochs, which always are): epochs 0-10,
     every 5th to 50, every 10th after."""
