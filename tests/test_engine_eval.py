@@ -10,7 +10,7 @@ import torch
 from rethink import runner, train
 from rethink.errors import RethinkError
 from rethink.spec import RunSpec
-from rethink.train import fit, evaluates_test
+from rethink.train import evaluates_test, fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
