@@ -71,6 +71,7 @@ def test_a_store_without_records_gives_no_figures(tmp_path):
     assert write_dynamics_figures(db, tmp_path / "out") == []
 
 
+@pytest.mark.slow  # a 3-run sweep: ~15 s idle, a minute on a loaded 2-core machine
 @pytest.mark.usefixtures("one_thread")
 def test_memorization_smoke_end_to_end(tmp_path, capsys):
     db = tmp_path / "runs.db"
@@ -93,5 +94,5 @@ def test_memorization_smoke_end_to_end(tmp_path, capsys):
             np.testing.assert_array_equal(z[k], rec[k])
         # the records agree with the epoch rows the engine wrote
         accs = [e["train_acc"] for e in st.epochs(rid)]
-    np.testing.assert_allclose(z["correct"].mean(axis=1), accs, atol=1e-6)
+        np.testing.assert_allclose(z["correct"].mean(axis=1), accs, atol=1e-6)
     assert write_dynamics_figures(db, tmp_path / "fig")

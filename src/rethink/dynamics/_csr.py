@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 CSR_SAMPLE_SIZE = 200  # points per split (train, test)
-CSR_PIXEL_RADIUS = 8 / 255  # default radius in [0, 1] pixel units; see docs/dynamics.md
+CSR_PIXEL_RADIUS = 2 / 255  # default radius in [0, 1] pixel units; see docs/dynamics.md
 CSR_STEPS = 20
 
 

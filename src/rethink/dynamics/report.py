@@ -101,7 +101,9 @@ def _data_map(ax, rec, sc) -> None:
     if n > _MAP_POINTS:
         idx = np.sort(np.random.default_rng(0).choice(n, _MAP_POINTS, replace=False))
     ch = rec["changed"][idx]
-    for mask, name, colour in ((~ch, "clean", "tab:blue"), (ch, "changed", "tab:red")):
+    groups = [(~ch, "clean", "tab:blue"), (ch, "changed", "tab:red")]
+    groups.sort(key=lambda g: -int(g[0].sum()))  # the smaller group is drawn on top
+    for mask, name, colour in groups:
         ax.scatter(
             sc["variability"][idx][mask],
             sc["confidence"][idx][mask],
@@ -216,6 +218,7 @@ def _csr_figure(csr: dict) -> Any:
             ax.plot(ep, tr, "-o", ms=3, color=colour, label=f"{label} (train)")
             ax.plot(ep, te, ":", color=colour, label=f"{label} (test)")
         ax.set(xlabel="epoch", ylabel="critical sample ratio", title=f"{model} on {ds}")
+        ax.set_ylim(-0.02, 1.02)
         ax.set_xscale("symlog", linthresh=1)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
