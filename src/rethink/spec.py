@@ -114,10 +114,10 @@ class TrainSpec:
     fit_loss: float | None = None  # ... or once the training loss is below this
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
     record_examples: bool = False  # per-example records (correct, margin, loss, pred) per epoch
-    # which epochs evaluate the test split: spaced (every epoch to 10, then every 5th to 50,
-    # then every 10th; always epoch 0, the fit epoch and the last) | every-epoch. The
+    # which epochs evaluate the test split: every-epoch | spaced (every epoch to 10, then
+    # every 5th to 50, then every 10th; always epoch 0, the fit epoch and the last). The
     # training split is evaluated every epoch either way (docs/training.md)
-    test_eval: str = "spaced"
+    test_eval: str = "every-epoch"
     precision: str = "fp32"  # fp32 | bf16 (bf16 autocast, CUDA only)
 
 

@@ -21,7 +21,7 @@ Evaluation policy (docs/training.md): the training split is evaluated in full ev
 the fit epoch (epochs_to_fit, steps_to_fit) is exactly the full-pass engine's. The test split
 is evaluated at epoch 0, every epoch to 10, every 5th to 50, every 10th after, at the first
 fit epoch, at a divergence and at train.max_epochs (`train.test_eval = "spaced"`), or every
-epoch (`"every-epoch"`, and always when train.record_examples is on). An epoch that did not
+epoch (`"every-epoch"`, the default, and always when train.record_examples is on). An epoch that did not
 evaluate the test split carries test_loss / test_acc = None; best_test_acc is the best over
 evaluated epochs. The weights at every epoch are those of the full-pass engine, so every
 number that is recorded equals its number.
@@ -179,7 +179,7 @@ def fit(
         raise RethinkError(
             f"train.precision bf16 needs a CUDA device (this run is on {device.type}); use fp32."
         )
-    every_epoch = getattr(train, "test_eval", "every-epoch") == "every-epoch"
+    every_epoch = getattr(train, "test_eval", "every-epoch") != "spaced"
     every_epoch = every_epoch or train.record_examples
     model.to(device)
     data = _on_device(data, device)
