@@ -36,18 +36,31 @@ def settle(before: tuple[list[int], list[Path]], seconds: float = 20.0):
         time.sleep(0.5)
 
 
-def test_ray_backend_runs_the_sweep_and_only_the_driver_writes(tmp_path):
+def test_ray_backend_runs_the_sweep_and_only_the_driver_writes(tmp_path, monkeypatch):
+    """A local cluster; built-in and user code (the docs/plugins.md example in the current
+    folder, not installed: shipped with runtime_env py_modules); nothing left at the end."""
+    from test_plugins import doc_example
+
+    from rethink.sweep._executors import _runtime_env
+
+    (tmp_path / "myplugins.py").write_text(doc_example())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     doc = {
         "name": "ray",
         "base": {
-            "data": {"dataset": "digits", "train_size": 200},
-            "model": {"name": "mlp-1x32"},
+            "data": {"dataset": "myplugins:two_blobs", "train_size": 200},
             "train": {"max_epochs": 3, "lr": 0.05, "checkpoint_every": 1},
         },
-        "axes": {"labels": ["none", "random-labels"], "seed": [0, 1]},
+        "axes": {
+            "labels": ["none", "random-labels"],
+            "model.name": ["mlp-1x32", "myplugins:make_wide_mlp"],
+        },  # fmt: skip
     }
     before = _ray_cluster.leftovers()
     plan = plan_from_dict(doc)
+    tasks = [(r.run_id, r.spec.normalized().to_dict()) for r in plan.runs]
+    assert _runtime_env(tasks) == {"py_modules": [str((tmp_path / "myplugins.py").resolve())]}
     db = tmp_path / "ray.db"
     summary = run_sweep(plan, db, jobs=2, backend="ray")
     assert summary.finished == 4, summary.errors
@@ -58,6 +71,7 @@ def test_ray_backend_runs_the_sweep_and_only_the_driver_writes(tmp_path):
             assert r["result"]["epochs"] == 3
     assert not ray.is_initialized()
     assert settle(before) == ([], [])  # no Ray process, no session folder left
+    sys.modules.pop("myplugins", None)
 
 
 SWEEP = """

@@ -183,6 +183,7 @@ class RayExecutor:
         cluster = None
         connected_here = not ray.is_initialized()
         if connected_here:
+            on_term = signal.getsignal(signal.SIGTERM)
             try:
                 if self.address:
                     ray.init(address=self.address, log_to_driver=False)
@@ -192,6 +193,13 @@ class RayExecutor:
                 where = self.address or "a local cluster"
                 detail = " ".join(str(err).split())
                 raise RethinkError(f"cannot start Ray on {where} ({detail}).") from None
+            # ray.init replaces the SIGTERM handler with one that aborts the process; keep
+            # the driver's (SIGTERM = interrupt: runs marked interrupted, the cluster stopped).
+            if on_term is not None and signal.getsignal(signal.SIGTERM) is not on_term:
+                try:
+                    signal.signal(signal.SIGTERM, on_term)
+                except ValueError:  # not the main thread
+                    pass
         try:
             self._run(ray, Queue, NodeAffinitySchedulingStrategy, runtime_env, tasks, prepare,
                       handle)  # fmt: skip
@@ -313,16 +321,20 @@ def _runtime_env(tasks: list[tuple[str, dict]]) -> dict | None:
     the current folder or on PYTHONPATH), so Ray workers elsewhere can import them."""
     from rethink import plugins
 
-    refs = []
+    names = []
     for _, spec in tasks:
-        for kind, name in (("model", spec.get("model", {}).get("name")),
-                           ("dataset", spec.get("data", {}).get("dataset"))):  # fmt: skip
-            ref = None
-            try:
-                ref = plugins.identify(kind, name)
-            except Exception:  # reported when the run sets up
-                pass
-            if ref and ref["ref"] not in refs:
-                refs.append(ref["ref"])
+        for pair in (("model", spec.get("model", {}).get("name")),
+                     ("dataset", spec.get("data", {}).get("dataset"))):  # fmt: skip
+            if pair not in names:
+                names.append(pair)
+    refs = []
+    for kind, name in names:
+        ref = None
+        try:
+            ref = plugins.identify(kind, name)
+        except Exception:  # reported when the run sets up
+            pass
+        if ref and ref["ref"] not in refs:
+            refs.append(ref["ref"])
     paths = plugins.local_module_paths(refs) if refs else []
     return {"py_modules": paths} if paths else None

@@ -156,6 +156,8 @@ class LocalCluster:
                 {p: t for p, t in descendants(os.getpid()).items() if p not in self.before}
             )
             started.update(_mentions(self.temp_dir))
+            if self.reaper is not None:
+                started.pop(self.reaper.pid, None)  # it names the folder too; it ends itself
             end_processes(started)
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             if self.reaper is not None:
@@ -195,8 +197,18 @@ def _reap(driver: int, temp_dir: str) -> None:
             if not chunk:
                 break
     seen.update(_mentions(temp_dir))
-    end_processes(seen)
+    _log(f"driver {driver} gone or done; ending {sorted(seen)}")
+    left = end_processes(seen)
     shutil.rmtree(temp_dir, ignore_errors=True)
+    _log(f"{left} were still alive; removed {temp_dir}: {not os.path.exists(temp_dir)}")
+
+
+def _log(text: str) -> None:
+    """Debugging aid: RETHINK_RAY_REAPER_LOG=FILE makes the reaper say what it does."""
+    path = os.environ.get("RETHINK_RAY_REAPER_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} reaper {os.getpid()}: {text}\n")
 
 
 def leftovers() -> tuple[list[int], list[Path]]:
@@ -208,5 +220,11 @@ def leftovers() -> tuple[list[int], list[Path]]:
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _reap(int(sys.argv[1]), sys.argv[2])
+    # Only the pipe ends the reaper: Ray's shutdown of a dying driver signals its children.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        _reap(int(sys.argv[1]), sys.argv[2])
+    except BaseException as err:
+        _log(f"failed: {type(err).__name__}: {err}")
+        raise
