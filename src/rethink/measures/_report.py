@@ -31,12 +31,16 @@ def _fmt(v: float | None) -> str:
     return "" if v is None else f"{v:+.3f}"
 
 
-def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
+def write_measures_report(
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    run_ids: list[str] | None = None,
+) -> list[Path]:
     """Write measures-ranking.md / .csv (every measure ranked by Kendall's tau with the gap,
     all runs, beside its granulated tau, PGDL CMI and the same without random-label runs) and
     measures-best.png / measures-worst.png (the highest- and lowest-tau measure against the
-    gap, random-label runs marked) into out_dir; returns the files. Reads only what
-    rethink.measures.compute stored."""
+    gap, random-label runs marked) into out_dir; returns the files. Only `run_ids` if given.
+    Reads only what rethink.measures.compute stored."""
     import csv
 
     import matplotlib
@@ -49,7 +53,7 @@ def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathL
 
     if not has_measures(store_path):
         raise RethinkError(f"the store {store_path} has no measures; run rethink measures first.")
-    scores = score(store_path)
+    scores = score(store_path, runs=run_ids)
     inc = {s["measure"]: s for s in scores if s["random_labels"] == "included"}
     exc = {s["measure"]: s for s in scores if s["random_labels"] == "excluded"}
     ranked = sorted(
@@ -91,7 +95,7 @@ def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathL
     written = [md_path, csv_path]
     st, owned = _open(store_path)
     try:
-        usable, _ = _select_runs(st, None)
+        usable, _ = _select_runs(st, run_ids)
         stored = _stored(st)
     finally:
         if owned:
@@ -126,13 +130,15 @@ def write_measures_report(store_path: str | os.PathLike, out_dir: str | os.PathL
 def report_section(
     store_path: str | os.PathLike, out_dir: str | os.PathLike, runs=None
 ) -> tuple[list[Path], dict]:
-    """For rethink.report: write_measures_report's files, and a report.html section (the
-    ranked table as a rethink.report Table, the best / worst scatter plots)."""
+    """For rethink.report: write_measures_report's files for the runs of the frame `runs`
+    (a "run_id" column; None: every run), and a report.html section (the ranked table as a
+    rethink.report Table, the best / worst scatter plots; no run list)."""
     import pandas as pd
 
     from rethink.report._tables import Table
 
-    files = write_measures_report(store_path, out_dir)
+    ids = list(runs["run_id"]) if runs is not None and "run_id" in runs else None
+    files = write_measures_report(store_path, out_dir, ids)
     csv_path = next(p for p in files if p.suffix == ".csv")
     table = Table(
         name="measures-ranking",
@@ -151,6 +157,6 @@ def report_section(
         "notes": "",
         "tables": [table],
         "figures": figures,
-        "runs": runs if runs is not None else pd.DataFrame(),
+        "runs": pd.DataFrame(),  # the sweeps' own sections list the runs
     }
     return files, section

@@ -82,6 +82,12 @@ def write_report(
                 "runs": g,
             }
         )
+    from rethink.measures._report import has_measures, report_section
+
+    if has_measures(store):  # `rethink measures` ran on this store: ranking and scatter plots
+        files, section = report_section(store, out, runs)
+        written += files
+        sections.append(section)
     intro = (
         f"{len(runs)} runs from {Path(store).name}; accuracies in percent, mean ± sample sd "
         "over seeds where there are several. Paper numbers: Zhang et al., ICLR 2017."
