@@ -64,6 +64,25 @@ def test_figures_and_detection_table_from_a_hand_built_store(tmp_path):
     assert float(first.split(",")[5]) > 0.9  # late learners are the changed ones
 
 
+def test_report_section_for_rethink_report(tmp_path):
+    import pandas as pd
+
+    from rethink.dynamics.report import report_section
+    from rethink.report._html import write_html
+
+    db = tmp_path / "runs.db"
+    with Store(db) as st:
+        fake_run(st, "run0000000000p04", 0.4, 0)
+        fake_run(st, "run0000000000p10", 1.0, 1)
+    only = pd.DataFrame({"run_id": ["run0000000000p04"]})
+    files, section = report_section(db, tmp_path / "out", only)
+    assert section["sweep"] == "memorization dynamics" and section["figures"]
+    assert list(section["tables"][0].frame["run"].unique()) == ["mlp-1x64 uniform p=0.4 on digits"]
+    page = write_html(tmp_path / "out" / "report.html", "r", [section]).read_text()
+    assert "Detecting changed labels" in page and "data:image/png;base64" in page
+    assert report_section(db, tmp_path / "none", pd.DataFrame({"run_id": ["nope"]})) == ([], None)
+
+
 def test_a_store_without_records_gives_no_figures(tmp_path):
     db = tmp_path / "runs.db"
     with Store(db) as st:

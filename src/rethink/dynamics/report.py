@@ -29,13 +29,20 @@ from rethink.dynamics import scores as S  # noqa: E402
 _MAP_POINTS = 4000  # points drawn per data map (a fixed random subset of larger runs)
 
 
-def write_dynamics_figures(store_path: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
-    """Write the dynamics figures and tables of `store_path` into `out_dir`; returns the
-    files (empty if the store has neither example records nor CSR metrics)."""
+def write_dynamics_figures(
+    store_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    run_ids: list[str] | None = None,
+) -> list[Path]:
+    """Write the dynamics figures and tables of `store_path` (only `run_ids` if given) into
+    `out_dir`; returns the files (empty if those runs have neither example records nor CSR
+    metrics)."""
     from rethink.store import Store
 
     with Store(store_path, readonly=True) as st:
         runs = {r["run_id"]: r for r in st.runs()}
+        if run_ids is not None:
+            runs = {k: v for k, v in runs.items() if k in set(run_ids)}
         scored = []
         for rid in _records.record_runs(st.db):
             rec = _records.load(st.db, rid)
@@ -62,6 +69,50 @@ def write_dynamics_figures(store_path: str | os.PathLike, out_dir: str | os.Path
     if csr:
         written += _save(_csr_figure(csr), out, "dynamics-csr")
     return written
+
+
+def report_section(
+    store_path: str | os.PathLike, out_dir: str | os.PathLike, runs=None
+) -> tuple[list[Path], dict | None]:
+    """For rethink.report: write_dynamics_figures for the runs of the frame `runs` (a
+    "run_id" column; None: every run) and a report.html section (figures and the detection
+    table); (files, None) when there is nothing to show."""
+    import pandas as pd
+
+    from rethink.report._tables import Table
+
+    ids = list(runs["run_id"]) if runs is not None and "run_id" in runs else None
+    files = write_dynamics_figures(store_path, out_dir, ids)
+    if not files:
+        return files, None
+    tables = []
+    for p in files:
+        if p.name == "dynamics-detection.csv":
+            frame = pd.read_csv(p).drop(columns=["run_id"])
+            frame = frame.dropna(axis=1, how="all")
+            caption = (
+                "How well each score singles out the changed labels: ROC-AUC (0.5 = chance) "
+                "and precision among the k most suspicious examples, k = the number of changed "
+                "labels; flags: whether a high or a low value is suspicious. Definitions: "
+                "docs/dynamics.md."
+            )
+            tables.append(Table("dynamics-detection", "Detecting changed labels", frame, caption))
+    alt = {
+        "dynamics-learning-order": "Learning order: clean vs changed labels (Arpit et al.)",
+        "dynamics-data-map": "Data maps coloured by changed (Swayamdipta et al.)",
+        "dynamics-forgetting": "Forgetting events, clean vs changed (Toneva et al.)",
+        "dynamics-aum": "Area under the margin, clean vs changed (Pleiss et al.)",
+        "dynamics-csr": "Critical sample ratio over epochs (Arpit et al.)",
+    }
+    figures = [(p, alt.get(p.stem, p.stem)) for p in files if p.suffix == ".png"]
+    section = {
+        "sweep": "memorization dynamics",
+        "notes": "",
+        "tables": tables,
+        "figures": figures,
+        "runs": pd.DataFrame(),  # the sweeps' own sections list the runs
+    }
+    return files, section
 
 
 # ---- helpers ---------------------------------------------------------------------------
