@@ -37,7 +37,7 @@ def test_run_json_then_skip(tmp_path, capsys):
     keys |= {"best_test_acc", "train_loss", "test_loss", "params", "seconds"}
     assert keys <= obj.keys()
     assert obj["status"] == "finished" and obj["epochs"] == 3 and obj["epochs_to_fit"] is None
-    assert "epoch   3/3" in err  # human lines go to stderr under --json
+    assert "epoch 3/3" in err  # human lines go to stderr under --json
     code, out2, _ = _main([*argv, "--store", db, "--json"], capsys)
     again = json.loads(out2.strip().splitlines()[-1])
     assert code == 0 and again["skipped"] is True and again["test_acc"] == obj["test_acc"]
@@ -107,17 +107,19 @@ def test_runs_lists_and_exports(tmp_path, capsys):
 
 
 def test_demo_python_api_small(tmp_path):
-    from rethink.demo import SETTINGS, run_demo
+    from rethink.demo import run_demo
 
     over = {"train_size": 300, "model.name": "mlp-1x256", "max_epochs": 150}
     out = run_demo(tmp_path / "demo", device="cpu", overrides=over, threads=1)
-    assert [r["setting"] for r in out["runs"]] == [label for _, label in SETTINGS]
+    settings = ["true labels", "random labels", "shuffled pixels", "random pixels", "Gaussian"]
+    assert [r["setting"] for r in out["runs"]] == settings
     for r in out["runs"]:
         assert r["status"] == "finished" and r["train_acc"] == 1.0, r["setting"]
-    png = (tmp_path / "demo" / "fig1a.png").read_bytes()
+    png = open(out["figure"], "rb").read()  # the report's Fig. 1a, the one figure
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "demo" / "report.html").is_file()
     with Store(tmp_path / "demo" / "runs.db", readonly=True) as st:
-        assert len(st.runs(sweep="demo")) == 5
+        assert len(st.runs(sweep="fig1a-demo")) == 5
 
 
 @pytest.mark.slow
@@ -190,3 +192,67 @@ def test_gpu_check_refuses_a_missing_folder(tmp_path):
     args = ["bash", str(script), str(tmp_path / "nope")]
     r = subprocess.run(args, capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:")
+
+
+def test_set_overrides_any_spec_field_and_unknown_keys_list_the_known_ones(tmp_path, capsys):
+    db = str(tmp_path / "s.db")
+    argv = ["run", "--dataset", "digits", "--model", "mlp-1x64", "--max-epochs", "1",
+            "--set", "train.lr=0.05", "--set", "data.train_size=500",
+            "--set", "subset_seed=3", "--set", "train.step_gamma=0.5",
+            "--store", db, "--json"]  # fmt: skip
+    code, out, err = _main(argv, capsys)
+    assert code == 0, err
+    with Store(db, readonly=True) as st:
+        (run,) = st.runs()
+    assert run["spec"]["train"]["lr"] == 0.05 and run["spec"]["data"]["train_size"] == 500
+    assert run["spec"]["data"]["subset_seed"] == 3 and run["spec"]["train"]["step_gamma"] == 0.5
+    before = (tmp_path / "s.db").read_bytes()
+    for bad, words in (
+        ("train.learning_rate=0.1", "unknown spec key 'train.learning_rate'; known keys: seed,"),
+        ("train.lr=fast", "must be a number"),
+        ("train.lr=inf", "must be a finite number"),
+        ("lr", "--set takes KEY=VALUE"),
+    ):
+        code, _, err = _main([*argv[:-3], "--set", bad, "--store", db], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and words in lines[0], err
+    assert (tmp_path / "s.db").read_bytes() == before
+
+
+def test_a_run_without_a_dataset_or_with_an_unused_parameter_is_refused(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    for argv, words in (
+        (["run", "--model", "mlp-1x64"], "no dataset given"),
+        (["run", "--dataset", "digits"], "no model given"),
+        (
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--model",
+                "mlp-1x64",
+                "--corruption",
+                "random-labels",
+                "--corrupt-prob",
+                "0.4",
+            ],
+            "takes no probability",
+        ),  # fmt: skip
+        (
+            [
+                "run",
+                "--dataset",
+                "digits",
+                "--model",
+                "mlp-1x64",
+                "--corruption",
+                "shuffled-pixels",
+                "--corrupt-prob",
+                "0.5",
+            ],
+            "takes no probability",
+        ),  # fmt: skip
+    ):
+        code, _, err = _main([*argv, "--store", str(db)], capsys)
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
+    assert not db.exists()

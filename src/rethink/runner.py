@@ -283,15 +283,21 @@ def run(
     data_dir=None,
     device: str | torch.device = "auto",
     sweep: str | None = None,
-    progress: Progress | None = None,
+    progress: Any = False,
     on_epoch: OnEpoch | None = None,
     threads: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     notice: Callable[[str], None] = stderr_notice,
+    on_batch: Progress | None = None,
 ) -> dict[str, Any]:
     """Run `spec` into `store`, resuming or skipping as needed; returns the result dict
     (with "skipped": True when the store already held a finished or diverged result, and
     "resumed_from": the checkpoint's epoch or None).
+
+    progress: True (a display that suits where it runs: a rich bar with an ETA on a terminal,
+    tqdm in Jupyter, one plain line per epoch otherwise), a mode name, False (silent) or a
+    rethink.progress.RunProgress. on_epoch(EpochRecord): a callback after every epoch;
+    on_batch(epoch, done, total): one inside epochs.
 
     Bad input (spec, data, model, a damaged store, another process training the same run)
     raises RethinkError before anything is written."""
@@ -308,9 +314,26 @@ def run(
         done = _done_result(st, run_id)  # finished by another process meanwhile
         if done is not None:
             return done
+        if callable(progress) and not hasattr(progress, "epoch"):  # rethink 0.1: a batch callback
+            on_batch, progress = progress, False
+        from rethink.progress import run_progress
+
+        disp = run_progress(progress, spec.describe(), spec.train.max_epochs)
         rec = Recorder(st, spec, sweep=sweep, notice=notice)
         resume = rec.begin()
-        return _run_job(job, rec, resume, progress, on_epoch, threads, should_stop)
+        try:
+            disp.start(rec.resumed_from)
+
+            def shown(r: EpochRecord) -> None:
+                disp.epoch(r)
+                if on_epoch is not None:
+                    on_epoch(r)
+
+            result = _run_job(job, rec, resume, on_batch, shown, threads, should_stop)
+            disp.end(result["status"], result)
+            return result
+        finally:
+            disp.close()
     finally:
         if st is not store:
             st.close()

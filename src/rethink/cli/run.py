@@ -139,18 +139,19 @@ def run_command(
         "seed": seed,
     }
     spec = build_spec(Path(config) if config else None, flags, parse_sets(sets))
+    from rethink.progress import RunProgress
+
     out = Output(spec.train.max_epochs, quiet_stdout=as_json)
     out.say(f"run {spec.run_id()}: {spec.describe()}, store {store}")
-    with out:
-        result = runner.run(
-            spec,
-            store=store,
-            data_dir=data_dir,
-            device=device,
-            progress=out.progress,
-            on_epoch=lambda r: out.epoch(r.metrics()),
-            threads=threads,
-        )
+    view = RunProgress(spec.describe(), spec.train.max_epochs, stream=out.stream)
+    result = runner.run(
+        spec,
+        store=store,
+        data_dir=data_dir,
+        device=device,
+        progress=view,
+        threads=threads,
+    )
     if result.get("skipped"):
         out.say(f"run {spec.run_id()} already {result['status']} in {store}; not run again.")
     if spec.train.until_fit and result.get("epochs_to_fit") is None:
@@ -184,7 +185,7 @@ def runs_command(
             label = r.get("label") or "?"
         rows.append((label, r))
     if as_json:
-        keep = ("run_id", "status", "sweep", "label", "error")
+        keep = ("run_id", "status", "sweep", "label", "error", "provenance")
         items = [
             {**{k: r.get(k) for k in keep}, "spec": r["spec"], "result": r["result"]} for r in runs
         ]
@@ -200,6 +201,17 @@ def runs_command(
     )
     console.print(table)
     for r in runs:
+        p = r.get("provenance") or {}
+        if p:
+            threads = p.get("threads")
+            threads = ",".join(map(str, threads)) if isinstance(threads, list) else threads
+            sha = (p.get("data_sha256") or "-")[:12]
+            console.print(
+                f"{r['run_id']}  threads {threads}  {p.get('device')}  git {p.get('git') or '-'}"
+                f"  data {sha}  torch {p.get('torch')}  host {p.get('host')}",
+                markup=False,
+            )
+    for r in runs:
         if r.get("error"):
             console.print(f"{r['run_id']} {r['status']}: {r['error']}", markup=False)
     for p in written:
@@ -208,7 +220,7 @@ def runs_command(
 
 @app.command("demo")
 def demo_command(
-    out: str = typer.Option("demo", "--out", help="Folder for runs.db and fig1a.png."),
+    out: str = typer.Option("demo", "--out", help="Folder for runs.db and the report."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     data_dir: str = typer.Option(None, "--data-dir", help="Where dataset files are found."),
     seed: int = typer.Option(0, "--seed", help="Seed of all five runs."),
@@ -217,28 +229,26 @@ def demo_command(
 ) -> None:
     """Fig. 1a in miniature: true labels, random labels, shuffled pixels, random pixels and
     Gaussian inputs on mnist-5k, each trained until it fits (about a minute on 2 CPU cores).
-    Writes OUT/runs.db and OUT/fig1a.png and prints epochs-to-fit and accuracies."""
-    from rethink.demo import run_demo
+    The fig1a preset's demo scale (= rethink reproduce fig1a --scale demo): writes
+    OUT/runs.db and the report (OUT/report.html, Fig. 1a) and prints epochs-to-fit and
+    accuracies."""
+    from rethink.cli.sweep import _Progress
+    from rethink.demo import PRESET, SCALE, run_demo
+    from rethink.sweep import load_sweep, preset_path
 
-    console_out = Output(0, quiet_stdout=as_json)
-
-    def announce(label: str, spec) -> None:
-        console_out.max_epochs = spec.train.max_epochs
-        console_out.say(f"{label}: run {spec.run_id()} ({spec.describe()})")
-
-    with console_out:
+    plan = load_sweep(preset_path(PRESET), scale=SCALE, overrides={"seed": seed})
+    with _Progress(plan, quiet=as_json) as view:
         summary = run_demo(
-            out,
-            device=device,
-            data_dir=data_dir,
-            seed=seed,
-            announce=announce,
-            progress=console_out.progress,
-            threads=threads,
-        )
+            out, device=device, data_dir=data_dir, seed=seed, threads=threads,
+            on_event=view.event,
+        )  # fmt: skip
     rows = [(r["setting"], r) for r in summary["runs"]]
-    console_out.console.print(summary_table(rows, title="Fig. 1a in miniature (mnist-5k)"))
-    console_out.say(f"store: {summary['store']}  figure: {summary['figure']}")
+    console = console_for(sys.stderr if as_json else sys.stdout)
+    console.print(summary_table(rows, title="Fig. 1a in miniature (mnist-5k, MLP 1x512)"))
+    console.print(
+        f"store: {summary['store']}  figure: {summary['figure']}  report: {summary['report']}",
+        markup=False,
+    )
     if as_json:
         runs = [{"setting": r["setting"], **json_result(r, r["run_id"])} for r in summary["runs"]]
         print(json.dumps({"store": summary["store"], "figure": summary["figure"], "runs": runs}))

@@ -165,3 +165,44 @@ def _print_summary(summary, store) -> None:
         Console().print(f"  failed {run_id}: {err}", highlight=False)
     if s.failed:
         raise typer.Exit(1)
+
+
+@app.command("presets")
+def presets_command(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
+) -> None:
+    """List the presets shipped with rethink: description, scales, expected result, runtime.
+    A path to your own TOML works wherever a preset name does."""
+    import tomllib
+
+    from rethink.sweep import PRESET_DIR
+
+    items = []
+    for path in sorted(PRESET_DIR.glob("*.toml")):
+        doc = tomllib.loads(path.read_text())
+        scales = doc.get("scales", {})
+        items.append(
+            {
+                "name": path.stem,
+                "description": doc.get("description", ""),
+                "scales": {
+                    k: {"runtime": v.get("runtime", ""), "expect": v.get("expect", "")}
+                    for k, v in scales.items()
+                },
+            }
+        )
+    if as_json:
+        print(json.dumps({"presets": items, "folder": str(PRESET_DIR)}))
+        return
+    from rich.console import Console
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    for p in items:
+        console.print(f"[bold]{p['name']}[/bold]: {p['description']}")
+        for scale, info in p["scales"].items():
+            console.print(f"  --scale {scale}: {info['runtime']}", markup=False)
+            if info["expect"]:
+                console.print(f"      expected: {info['expect']}", markup=False)
+    console.print(
+        f"run one with: rethink reproduce NAME --scale SCALE  ({PRESET_DIR})", markup=False
+    )

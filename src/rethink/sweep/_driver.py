@@ -148,6 +148,7 @@ def run_sweep(
     on_event: Callable[..., None] | None = None,
     notice: Callable[[str], None] = stderr_notice,
     check: bool = True,
+    threads: int | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of `plan`, writing `store`; returns the summary.
 
@@ -192,7 +193,9 @@ def run_sweep(
                 data_dir=data_dir,
                 device=device,
             )
-        opts = {"execute": execute, "data_dir": data_dir, "device": device}
+        opts: dict[str, Any] = {"execute": execute, "data_dir": data_dir, "device": device}
+        if threads is not None:  # torch threads per run (default: all cores / jobs)
+            opts["threads"] = threads
         if backend == "ray":
             executor: Any = RayExecutor(jobs, address=address, **opts)
         elif jobs == 1:

@@ -1,0 +1,260 @@
+"""The one run lifecycle (rethink.lifecycle): one writer per run (real processes), stale locks,
+statuses, provenance, thread counts across a resume, checkpoints too new for the store,
+checkpoints of the wrong content, a full disk, and presets inside the wheel."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from rethink import runner
+from rethink.errors import RethinkError
+from rethink.lifecycle import Recorder, RunLock, save_checkpoint
+from rethink.spec import RunSpec
+from rethink.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+RETHINK = [sys.executable, "-m", "rethink"]
+
+
+def _spec(**kw) -> RunSpec:
+    base = {"dataset": "digits", "train_size": 300, "model.name": "mlp-1x64", "lr": 0.05}
+    return RunSpec.from_dict({**base, **kw}).normalized()
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def test_two_identical_runs_started_together_one_trains_the_other_exits_2(tmp_path):
+    db = tmp_path / "runs.db"
+    args = [*RETHINK, "run", "--dataset", "digits", "--model", "mlp-1x256", "--lr", "0.01",
+            "--max-epochs", "300", "--checkpoint-every", "50", "--threads", "1",
+            "--store", str(db)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), text=True
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    loser = outs[[p.returncode for p in procs].index(2)]
+    err = loser[1].strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: run ")
+    assert "is being trained by process" in err[0] and "wait for it or use another store" in err[0]
+    assert "Traceback" not in loser[1]
+    rid = RunSpec.from_dict(
+        {
+            "dataset": "digits",
+            "model.name": "mlp-1x256",
+            "lr": 0.01,
+            "max_epochs": 300,
+            "checkpoint_every": 50,
+        }  # fmt: skip
+    ).run_id()
+    with Store(db, readonly=True) as st:
+        assert st.epoch_numbers(rid) == list(range(301))  # each epoch once, all of them
+        assert st.get_run(rid)["status"] == "finished"
+    assert not (tmp_path / "runs.db.locks" / f"{rid}.lock").exists()  # released
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_and_said(tmp_path):
+    db = tmp_path / "runs.db"
+    spec = _spec(max_epochs=2)
+    lock = tmp_path / "runs.db.locks" / f"{spec.run_id()}.lock"
+    lock.parent.mkdir()
+    lock.write_text("999999 deadhost")  # its holder is gone: no kernel lock on the file
+    notes: list[str] = []
+    r = runner.run(spec, store=db, device="cpu", notice=notes.append)
+    assert r["status"] == "finished"
+    assert any("took over the lock" in n and "999999" in n and "deadhost" in n for n in notes)
+
+
+def test_a_held_lock_refuses_a_second_writer_in_one_sentence(tmp_path):
+    db = tmp_path / "runs.db"
+    spec = _spec(max_epochs=2)
+    with Store(db) as st:
+        held = RunLock(st.path, spec.run_id())
+        try:
+            with pytest.raises(RethinkError, match=r"is being trained by process \d+ on host"):
+                runner.run(spec, store=db, device="cpu")
+            assert st.runs() == []  # nothing written
+        finally:
+            held.release()
+
+
+def test_an_unknown_status_is_an_error_not_finished(tmp_path):
+    spec = _spec(max_epochs=1)
+    with Store(tmp_path / "s.db") as st:
+        rec = Recorder(st, spec)
+        rec.begin()
+        with pytest.raises(RethinkError, match="unknown status"):
+            rec.finish("done-ish", {})
+        assert st.get_run(spec.run_id())["status"] == "failed"
+
+
+def test_a_fresh_run_records_its_provenance_and_rethink_runs_shows_it(tmp_path, capsys):
+    from rethink.cli import main
+
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=1)
+    runner.run(spec, store=db, device="cpu", threads=1)
+    with Store(db, readonly=True) as st:
+        prov = st.get_run(spec.run_id())["provenance"]
+    assert prov["threads"] == 1 and prov["device"].startswith("cpu")
+    assert len(prov["data_sha256"]) == 64
+    assert prov["torch"] and prov["numpy"] and prov["python"] and prov["rethink"]
+    assert "git" in prov  # a commit (+dirty) from a checkout, None from an installed wheel
+    if (ROOT / ".git").exists():
+        assert prov["git"] and len(prov["git"].split("+")[0]) == 40
+    with pytest.raises(SystemExit) as exc:
+        main(["runs", "--store", str(db)])
+    assert exc.value.code in (0, None)
+    out = capsys.readouterr().out
+    assert "threads 1" in out and prov["data_sha256"][:12] in out
+
+
+def test_the_data_checksum_follows_the_data_the_run_saw():
+    a = runner.setup(_spec(), device="cpu")
+    b = runner.setup(_spec(labels="random-labels"), device="cpu")
+    from rethink.lifecycle import data_checksum
+
+    assert data_checksum(a.data) == data_checksum(runner.setup(_spec(), device="cpu").data)
+    assert data_checksum(a.data) != data_checksum(b.data)
+
+
+def test_a_resume_on_another_thread_count_says_so_and_records_both(tmp_path):
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=6, checkpoint_every=1)
+    n = 0
+
+    def stop() -> bool:
+        nonlocal n
+        n += 1
+        return n > 3
+
+    r = runner.run(spec, store=db, device="cpu", threads=1, should_stop=stop)
+    assert r["status"] == "interrupted"
+    notes: list[str] = []
+    r = runner.run(spec, store=db, device="cpu", threads=2, notice=notes.append)
+    assert r["status"] == "finished" and r["resumed_from"] == 3
+    assert any("resumes on 2 threads" in x and "ran on 1" in x for x in notes)
+    with Store(db, readonly=True) as st:
+        prov = st.get_run(spec.run_id())["provenance"]
+        assert st.epoch_numbers(spec.run_id()) == list(range(7))
+    assert prov["threads"] == [1, 2]
+    assert [(a["threads"], a["from_epoch"]) for a in prov["attempts"]] == [(1, 0), (2, 3)]
+
+
+def test_a_checkpoint_newer_than_the_store_is_not_trusted(tmp_path):
+    # killed at epoch 2 while the checkpoint comes from epoch 4 of the same run
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=6, checkpoint_every=2)
+    states = {}
+    runner.execute(spec, device="cpu", on_checkpoint=lambda e, s: states.setdefault(e, s))
+    full = runner.run(spec, store=tmp_path / "clean.db", device="cpu")
+    with Store(db) as st:
+        rec = Recorder(st, spec)
+        rec.begin()
+        for row in Store(tmp_path / "clean.db", readonly=True).epochs(spec.run_id())[:3]:
+            rec.epoch(row)  # epochs 0-2 held
+        rec.close()
+    save_checkpoint(Store(db, readonly=True).checkpoint_path(spec.run_id()), states[4])
+    notes: list[str] = []
+    r = runner.run(spec, store=db, device="cpu", notice=notes.append)
+    assert r["resumed_from"] is None and r["status"] == "finished"
+    assert any("is from epoch 4 but the store holds epochs 0-2" in x for x in notes)
+    with Store(db, readonly=True) as st:
+        assert st.epoch_numbers(spec.run_id()) == list(range(7))
+    assert r["test_acc"] == full["test_acc"] and r["train_loss"] == full["train_loss"]
+
+
+@pytest.mark.parametrize("damage", ["shape", "rng", "torn"])
+def test_a_checkpoint_with_the_wrong_content_restarts_the_run_and_names_the_file(tmp_path, damage):
+    import torch
+
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=4, checkpoint_every=1)
+    n = 0
+
+    def stop() -> bool:
+        nonlocal n
+        n += 1
+        return n > 2
+
+    runner.run(spec, store=db, device="cpu", should_stop=stop)
+    ckpt = Store(db, readonly=True).checkpoint_path(spec.run_id())
+    state = torch.load(ckpt, weights_only=True)
+    if damage == "shape":
+        k = next(iter(state["model"]))
+        state["model"][k] = torch.zeros(3, 3)
+        save_checkpoint(ckpt, state)
+    elif damage == "rng":
+        del state["cpu_rng"]
+        save_checkpoint(ckpt, state)
+    else:
+        ckpt.write_bytes(ckpt.read_bytes()[:100])
+    notes: list[str] = []
+    r = runner.run(spec, store=db, device="cpu", notice=notes.append)
+    assert r["status"] == "finished" and r["resumed_from"] is None
+    assert any(str(ckpt) in x and "starting run" in x for x in notes), notes
+    with Store(db, readonly=True) as st:
+        assert st.epoch_numbers(spec.run_id()) == list(range(5))
+
+
+def test_a_full_disk_is_one_sentence_and_the_run_resumes_after(tmp_path, monkeypatch):
+    import errno
+
+    import rethink.lifecycle as lc
+
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=4, checkpoint_every=2)
+    real = lc.os.fsync
+    calls = {"n": 0}
+
+    def full(fd):
+        calls["n"] += 1
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(lc.os, "fsync", full)
+    with pytest.raises(RethinkError, match=r"is full: about .* MB more were needed"):
+        runner.run(spec, store=db, device="cpu")
+    monkeypatch.setattr(lc.os, "fsync", real)
+    with Store(db, readonly=True) as st:
+        assert st.get_run(spec.run_id())["status"] == "interrupted"
+        assert not list(st.checkpoint_dir.glob(".*.tmp"))  # no temporary file left
+    r = runner.run(spec, store=db, device="cpu")
+    assert r["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_the_presets(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("rethink-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    presets = sorted(Path(n).stem for n in names if n.startswith("rethink/presets/"))
+    assert {"fig1a", "fig1bc", "fig2", "table1", "table4"} <= set(presets)
+
+
+def test_the_presets_are_package_data():
+    import tomllib
+
+    text = (ROOT / "pyproject.toml").read_text()
+    data = tomllib.loads(text)["tool"]["setuptools"]["package-data"]["rethink"]
+    assert "presets/*.toml" in data
+    from rethink.sweep import PRESET_DIR
+
+    assert PRESET_DIR.parent == Path(runner.__file__).parent  # inside the package
+    assert time.time() > 0
