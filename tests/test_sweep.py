@@ -84,7 +84,8 @@ _OK = '[base]\ndata = { dataset = "digits" }\nmodel = { name = "mlp-1x64" }\n'
         ),
         ('[base]\nmodel = { name = "mlp-1x64" }\n', "no dataset given"),
         (
-            '[base]\ndata = { dataset = "digits", train_size = 99999 }\nmodel = { name = "mlp-1x64" }\n',
+            '[base]\ndata = { dataset = "digits", train_size = 99999 }\n'
+            'model = { name = "mlp-1x64" }\n',
             "train-size must be between 1 and",
         ),
         ("[scales.cpu]\nbogus = 1\n", "unknown key 'bogus'"),
