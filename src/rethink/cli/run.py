@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from rethink.cli import app
+from rethink.cli._oneline import OneLineCommand
 from rethink.cli._run_output import Output, console_for, json_result, summary_table
 from rethink.cli._sets import SET_OPTION, parse_sets
 from rethink.errors import RethinkError
@@ -56,7 +57,7 @@ def build_spec(config: Path | None, flags: dict[str, Any], sets: dict[str, Any] 
     return spec.normalized()
 
 
-@app.command("run")
+@app.command("run", cls=OneLineCommand)
 def run_command(
     dataset: str = typer.Option(None, "--dataset", help="Dataset name (rethink data list)."),
     model: str = typer.Option(None, "--model", help="Model name (rethink models)."),
@@ -164,7 +165,7 @@ def run_command(
         print(json.dumps(json_result(result, spec.run_id())))
 
 
-@app.command("runs")
+@app.command("runs", cls=OneLineCommand)
 def runs_command(
     store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
     csv: str = typer.Option(None, "--csv", help="Also write runs/epochs/results CSV here."),
@@ -218,7 +219,7 @@ def runs_command(
         console.print(f"wrote {p}", markup=False)
 
 
-@app.command("demo")
+@app.command("demo", cls=OneLineCommand)
 def demo_command(
     out: str = typer.Option("demo", "--out", help="Folder for runs.db and the report."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),

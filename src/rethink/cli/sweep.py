@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from rethink.cli import app
+from rethink.cli._oneline import OneLineCommand
 from rethink.cli._sets import SET_OPTION, parse_sets
 
 _JOBS = typer.Option(1, "--jobs", "-j", help="Runs at once (local worker processes).")
@@ -18,7 +19,7 @@ _DATA = typer.Option(None, "--data-dir", help="Where datasets are found (default
 _DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
 
 
-@app.command("sweep")
+@app.command("sweep", cls=OneLineCommand)
 def sweep_command(
     file: str = typer.Argument(..., help="A sweep TOML file (see docs/sweeps.md)."),
     store: str = typer.Option(None, "--store", help="Results store (default runs/<name>.db)."),
@@ -40,7 +41,7 @@ def sweep_command(
     _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json)
 
 
-@app.command("reproduce")
+@app.command("reproduce", cls=OneLineCommand)
 def reproduce_command(
     name: str = typer.Argument(..., help="A preset: fig1a, fig1bc, table1, table4, fig2."),
     scale: str = typer.Option(
@@ -167,7 +168,7 @@ def _print_summary(summary, store) -> None:
         raise typer.Exit(1)
 
 
-@app.command("presets")
+@app.command("presets", cls=OneLineCommand)
 def presets_command(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
