@@ -10,6 +10,16 @@
 # stops at 100% training accuracy or after --budget seconds of training (default 95), so the
 # whole check ends in under 8 minutes including decoding the 60,000 JPEGs (about 20 s).
 # --smoke: tiny subsets for 1-2 epochs on whatever device exists (CPU too): a test runs it.
+#
+#   bench/gpu_check.sh DATA_DIR --paper [--budget S] [--jobs N] [--precision fp32|bf16]
+#                               [--out DIR] [--smoke]
+#
+# --paper: `rethink reproduce fig1a --scale paper` (inception-small, all 50,000 CIFAR-10 JPEG
+# images, the five settings, until fit; the test split on the spaced schedule) stopped after
+# --budget seconds (default 600: the goal is all five fit in <= 10 min on one
+# H100/H200), then one line per run (status, epochs / steps to fit, train and test accuracy,
+# samples/s of training) and the report (rethink report on the store, in --out). With
+# --smoke it runs the same code path at --scale smoke on any device (tests/test_bench_gpu.py).
 set -euo pipefail
 if [ $# -lt 1 ] || [ "${1#-}" != "$1" ]; then
   echo "usage: $0 DATA_DIR [--smoke] [--models LIST] [--budget SECONDS]" >&2
@@ -36,8 +46,86 @@ p = argparse.ArgumentParser(prog="gpu_check.sh")
 p.add_argument("data_dir")
 p.add_argument("--smoke", action="store_true", help="tiny subsets, any device (a test)")
 p.add_argument("--models", default="mlp-1x512,inception-small")
-p.add_argument("--budget", type=float, default=95.0, help="training seconds per run")
+p.add_argument("--budget", type=float, default=None,
+               help="training seconds per run (default 95); with --paper: the whole budget "
+               "(default 600)")
+p.add_argument("--paper", action="store_true", help="reproduce fig1a --scale paper")
+p.add_argument("--jobs", type=int, default=1, help="--paper: runs at once on the device")
+p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+p.add_argument("--out", default=None, help="--paper: the report folder (default: a temp dir)")
 a = p.parse_args()
+if a.paper:
+    import os, signal, subprocess, tempfile
+    from rethink.store import Store
+
+    budget = 600.0 if a.budget is None else a.budget
+    cuda = torch.cuda.is_available()
+    if not cuda and not a.smoke:
+        sys.exit("error: no CUDA GPU is visible to torch; use --smoke to try the script on a "
+                 "CPU.")
+    if a.precision == "bf16" and not cuda:
+        sys.exit("error: --precision bf16 needs a CUDA GPU.")
+    out = a.out or tempfile.mkdtemp(prefix="rethink-fig1a-paper-")
+    scale = "smoke" if a.smoke else "paper"
+    cmd = [sys.executable, "-m", "rethink", "reproduce", "fig1a", "--scale", scale,
+           "--out", out, "--data-dir", a.data_dir, "--device", "cuda" if cuda else "cpu",
+           "--jobs", str(a.jobs), "--set", "train.test_eval=spaced",
+           "--set", f"train.precision={a.precision}"]
+    print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=sys.stderr, start_new_session=True)
+    try:
+        code = proc.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # the sweep checkpoints and stops its runs
+        try:
+            code = proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+        print(f"budget of {budget:.0f} s reached; runs stopped", file=sys.stderr)
+    wall = time.perf_counter() - t0
+    store = os.path.join(out, "runs.db")
+    if not os.path.exists(store):
+        sys.exit(f"error: reproduce wrote no store ({store}); exit status {code}.")
+    rows = []
+    with Store(store) as st:
+        for run in st.runs():
+            eps = st.epochs(run["run_id"])
+            res = run.get("result") or {}
+            spec = run.get("spec") or {}
+            n = (spec.get("data") or {}).get("train_size") or 50000
+            train_s = sum(e.get("train_seconds") or 0.0 for e in eps[1:])
+            last = eps[-1] if eps else {}
+            rows.append({
+                "setting": (spec.get("corruption") or {}).get("kind"),
+                "status": run.get("status"), "epochs": last.get("epoch"),
+                "epochs_to_fit": res.get("epochs_to_fit"), "steps_to_fit": res.get("steps_to_fit"),
+                "steps": last.get("step"), "train_acc": last.get("train_acc"),
+                "test_acc": res.get("test_acc"),
+                "samples_per_s": round(n * (len(eps) - 1) / train_s, 1) if train_s else None,
+            })
+    if code != 0:  # cut short by the budget: reproduce wrote no report; write it now
+        subprocess.run([sys.executable, "-m", "rethink", "report", store, "--out", out],
+                       stdout=subprocess.DEVNULL, check=False)
+    name = torch.cuda.get_device_name(0) if cuda else "CPU (smoke)"
+    print(f"fig1a --scale {scale} on {name}, torch {torch.__version__}, {a.precision}, "
+          f"--jobs {a.jobs}: {wall:.0f} s of a {budget:.0f} s budget")
+    fmt = "{:16s} {:12s} {:>6s} {:>7s} {:>8s} {:>9s} {:>8s} {:>10s}"
+    print(fmt.format("setting", "status", "epochs", "to fit", "steps", "train acc",
+                     "test acc", "samples/s"))
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"
+    for r in rows:
+        print(fmt.format(str(r["setting"]), str(r["status"]), str(r["epochs"]),
+                         str(r["epochs_to_fit"] or "never"), str(r["steps_to_fit"] or "-"),
+                         pct(r["train_acc"]), pct(r["test_acc"]), str(r["samples_per_s"])))
+    fitted = sum(r["epochs_to_fit"] is not None for r in rows)
+    print(f"{fitted} of {len(rows)} settings fit; report: {out}")
+    print(json.dumps({"device": name, "scale": scale, "wall_s": round(wall, 1),
+                      "budget_s": budget, "rows": rows, "report": out}))
+    sys.exit(0)
+if a.budget is None:
+    a.budget = 95.0
 cuda = torch.cuda.is_available()
 if not cuda and not a.smoke:
     sys.exit("error: no CUDA GPU is visible to torch; use --smoke to try the script on a CPU.")
