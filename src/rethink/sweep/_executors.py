@@ -154,7 +154,8 @@ class RayExecutor:
     A run whose task is lost (its worker or node died) is handed out again from the last
     checkpoint that came back, at most `reschedules` times; each time is recorded in the run's
     result (`rescheduled`) and said on stderr. Modules of users' own models and datasets that
-    live outside the installed packages are shipped with runtime_env py_modules.
+    live outside the installed packages are shipped with runtime_env py_modules (given to
+    ray.init, so only when rethink connects; a caller who initialised Ray passes its own).
     """
 
     reschedules = 2
@@ -185,10 +186,12 @@ class RayExecutor:
         if connected_here:
             on_term = signal.getsignal(signal.SIGTERM)
             try:
+                # Local modules can only be uploaded for the whole job, at ray.init.
+                env = {"runtime_env": runtime_env} if runtime_env else {}
                 if self.address:
-                    ray.init(address=self.address, log_to_driver=False)
+                    ray.init(address=self.address, log_to_driver=False, **env)
                 else:
-                    cluster = _ray_cluster.start_local(self.jobs)
+                    cluster = _ray_cluster.start_local(self.jobs, **env)
             except (ConnectionError, RuntimeError, ValueError) as err:
                 where = self.address or "a local cluster"
                 detail = " ".join(str(err).split())
@@ -201,23 +204,19 @@ class RayExecutor:
                 except ValueError:  # not the main thread
                     pass
         try:
-            self._run(ray, Queue, NodeAffinitySchedulingStrategy, runtime_env, tasks, prepare,
-                      handle)  # fmt: skip
+            self._run(ray, Queue, NodeAffinitySchedulingStrategy, tasks, prepare, handle)
         finally:
             if cluster is not None:
                 cluster.stop()
             elif connected_here and ray.is_initialized():
                 ray.shutdown()
 
-    def _run(self, ray, Queue, Affinity, runtime_env, tasks, prepare, handle) -> None:
+    def _run(self, ray, Queue, Affinity, tasks, prepare, handle) -> None:
         here = ray.get_runtime_context().get_node_id()
         # On the driver's node: a lost worker node must not take the messages with it.
         q = Queue(actor_options={"num_cpus": 0,
                                  "scheduling_strategy": Affinity(here, soft=False)})  # fmt: skip
-        options: dict[str, Any] = {"num_cpus": 1, "max_retries": 0}
-        if runtime_env:
-            options["runtime_env"] = runtime_env
-        remote = ray.remote(**options)(_ray_task)
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
         pending = list(tasks)
         specs = dict(tasks)
         refs: dict[Any, str] = {}
