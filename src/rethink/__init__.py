@@ -9,6 +9,8 @@ The public API, imported lazily (so `import rethink` stays light):
     rethink.Store          the SQLite results store (rethink.store)
     rethink.run_sweep      a grid of runs (rethink.sweep)
     rethink.write_report   figures, tables and report.html from a store (rethink.report)
+    rethink.export         a store to parquet / csv / tensorboard / mlflow (rethink.export)
+    rethink.fit            the training loop: a generator of EpochRecord (rethink.train)
     rethink.data, rethink.corruptions, rethink.models, rethink.theory   the subpackages
 """
 
@@ -29,8 +31,14 @@ _LAZY = {
     "run_sweep": ("rethink.sweep", "run_sweep"),
     "load_sweep": ("rethink.sweep", "load_sweep"),
     "write_report": ("rethink.report", "write_report"),
+    "export": ("rethink.export", "export"),
+    "fit": ("rethink.train", "fit"),
+    "EpochRecord": ("rethink.train", "EpochRecord"),
 }
-_SUBPACKAGES = ("data", "corruptions", "models", "theory", "report", "sweep", "spec", "store")
+_SUBPACKAGES = (
+    "data", "corruptions", "models", "theory", "report", "sweep", "spec", "store",
+    "lifecycle", "dynamics", "measures", "progress", "plugins",
+)  # fmt: skip
 
 __all__ = ["RethinkError", "__version__", *_LAZY, *_SUBPACKAGES]
 

@@ -21,7 +21,6 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -305,13 +304,10 @@ def run(
     if threads is not None and threads < 1:
         raise RethinkError(f"--threads must be a positive integer, not {threads}.")
     run_id = spec.run_id()
-    done = _stored_result(store, run_id)
-    if done is not None:
-        return done
-    job = setup(spec, data_dir=data_dir, device=device)  # every check before the first write
+    job = setup(spec, data_dir=data_dir, device=device)  # every check before the store opens
     st = store if isinstance(store, Store) else Store(store)
     try:
-        done = _done_result(st, run_id)  # finished by another process meanwhile
+        done = _done_result(st, run_id)  # finished already (or by another process meanwhile)
         if done is not None:
             return done
         if callable(progress) and not hasattr(progress, "epoch"):  # rethink 0.1: a batch callback
@@ -372,16 +368,6 @@ def _run_job(job, rec: Recorder, resume, progress, on_epoch, threads, should_sto
     result["resumed_from"] = rec.resumed_from
     rec.finish(result["status"], result)
     return result
-
-
-def _stored_result(store: Store | str | os.PathLike, run_id: str) -> dict[str, Any] | None:
-    if isinstance(store, Store):
-        return _done_result(store, run_id)
-    p = Path(store)
-    if not p.is_file() or p.stat().st_size == 0:
-        return None
-    with Store(p, readonly=True) as st:
-        return _done_result(st, run_id)
 
 
 def _done_result(st: Store, run_id: str) -> dict[str, Any] | None:

@@ -168,7 +168,9 @@ def run_command(
 @app.command("runs", cls=OneLineCommand)
 def runs_command(
     store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
-    csv: str = typer.Option(None, "--csv", help="Also write runs/epochs/results CSV here."),
+    csv: str = typer.Option(
+        None, "--csv", help="Also write runs.csv and epochs.csv here (= rethink export --to csv)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """List the runs in a store (and export them to CSV)."""
@@ -177,7 +179,11 @@ def runs_command(
 
     with Store(store, readonly=True) as st:
         runs = st.runs()
-        written = st.export_csv(csv) if csv is not None else []
+    written = []
+    if csv is not None:  # every column: spec, versions, provenance, results (rethink export)
+        from rethink.export import export
+
+        written = export(store, "csv", csv)
     rows = []
     for r in runs:
         try:
