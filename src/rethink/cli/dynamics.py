@@ -58,6 +58,9 @@ def export_records(store: str | os.PathLike, run: str, out: str | os.PathLike) -
     os.close(fd)
     try:
         np.savez_compressed(tmp, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a plain file is what is wanted
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
