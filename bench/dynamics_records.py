@@ -4,7 +4,8 @@
         [--dataset cifar10-jpeg] [--train-size 2000] [--model mlp-1x512] [--epochs 60] \
         [--lr 0.01] [--settings none,0.2,0.4,1.0] [--csr-radius 0.03] [--json]
 
-For each setting (`none` = true labels, a number p = partial-labels at that p) this trains
+For each setting (`none` = true labels, a number p = partial-labels at that p, a corruption
+kind such as `cifar10n-worst`, or `noise-matrix:cifar10n-worst`) this trains
 one run with rethink's engine (runner.setup + train.fit, constant lr), and after every epoch
 (epoch 0 included) stores the record's per-example arrays (train.record_examples: the
 engine's own evaluation pass runs rethink.dynamics.example_arrays) with write_epoch; at the epochs
@@ -58,9 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = []
     for setting in args.settings.split(","):
-        corr = {"kind": "none"} if setting == "none" else {
-            "kind": "partial-labels", "prob": float(setting)
-        }  # fmt: skip
+        corr = _corruption(setting)
         spec = RunSpec.from_dict({
             "data": {"dataset": args.dataset, "train_size": args.train_size,
                      "preprocess": args.preprocess},
@@ -129,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(row)
         print(json.dumps(row) if args.json else row, flush=True)
     return 0
+
+
+def _corruption(setting: str) -> dict:
+    """'none', a number p (partial-labels at p), a kind ('cifar10n-worst') or
+    'noise-matrix:MATRIX'."""
+    if setting == "none":
+        return {"kind": "none"}
+    if setting.startswith("noise-matrix:"):
+        return {"kind": "noise-matrix", "matrix": setting.split(":", 1)[1]}
+    try:
+        return {"kind": "partial-labels", "prob": float(setting)}
+    except ValueError:
+        return {"kind": setting}
 
 
 if __name__ == "__main__":

@@ -271,6 +271,7 @@ def _csr_figure(csr: dict) -> Any:
         ax.set(xlabel="epoch", ylabel="critical sample ratio", title=f"{model} on {ds}")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(items) :]:
