@@ -75,7 +75,7 @@ def one_sentence(code: int, out: str, err: str) -> str | None:
 
 def fingerprint(store: Path) -> dict:
     """What 'untouched' means: the store's bytes (or its absence), no -wal / -shm beside it,
-    and the checkpoint folder's listing."""
+    the checkpoint folder's listing, and nothing new beside the store (lock files included)."""
     store = Path(store)
     ckpt = Path(f"{store}.ckpt")
     return {
@@ -84,6 +84,7 @@ def fingerprint(store: Path) -> dict:
         "shm": Path(f"{store}-shm").exists(),
         "journal": Path(f"{store}-journal").exists(),
         "ckpt": sorted(p.name for p in ckpt.iterdir()) if ckpt.is_dir() else None,
+        "beside": sorted(p.name for p in store.parent.glob(f"{store.name}*")),  # locks too
     }
 
 

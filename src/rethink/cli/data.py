@@ -10,9 +10,12 @@ from pathlib import Path
 import typer
 
 from rethink.cli import app
+from rethink.cli._oneline import OneLineCommand
+from rethink.cli._oneline_group import OneLineGroup
 from rethink.errors import RethinkError
 
 data_app = typer.Typer(
+    cls=OneLineGroup,
     help="Datasets: where they are found, fetching and verifying them, exporting corrupted copies.",
     no_args_is_help=True,
 )
@@ -42,7 +45,7 @@ def list_rows(data_dir: str | None = None) -> list[dict]:
     return rows
 
 
-@data_app.command("list")
+@data_app.command("list", cls=OneLineCommand)
 def list_command(data_dir: str = _DATA_DIR, as_json: bool = _JSON) -> None:
     """Show every dataset: shape, classes, sizes, where it is found and whether it is ready."""
     rows = list_rows(data_dir)
@@ -69,7 +72,7 @@ def list_command(data_dir: str = _DATA_DIR, as_json: bool = _JSON) -> None:
             console.print(f"{r['name']}: {r['how_to_get']}.", soft_wrap=True)
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", cls=OneLineCommand)
 def fetch_command(
     name: str = typer.Argument(..., help="mnist, fashion-mnist, cifar10 or cifar100."),
     force: bool = typer.Option(False, "--force", help="Download again even if cached."),
@@ -87,7 +90,7 @@ def fetch_command(
         print(f"{p}: checksum ok")
 
 
-@data_app.command("verify")
+@data_app.command("verify", cls=OneLineCommand)
 def verify_command(
     name: str = typer.Argument(..., help="A dataset name (see `rethink data list`)."),
     data_dir: str = _DATA_DIR,
@@ -116,7 +119,7 @@ def verify_command(
         )
 
 
-@data_app.command("export")
+@data_app.command("export", cls=OneLineCommand)
 def export_command(
     name: str = typer.Argument(..., help="A dataset name or imagefolder:PATH[@SIZE]."),
     out: str = typer.Option(..., "--out", help="The .npz file to write."),

@@ -9,8 +9,11 @@ import sys
 import typer
 
 from rethink.cli import app
+from rethink.cli._oneline import OneLineCommand
+from rethink.cli._oneline_group import OneLineGroup
 
 theory_app = typer.Typer(
+    cls=OneLineGroup,
     help="Theory made executable: Theorem 1's network (Section 4) and minimum-norm kernel "
     "interpolation (Section 5).",
     no_args_is_help=True,
@@ -27,7 +30,7 @@ _SEED = typer.Option(0, "--seed", help="Seeds the corruption, subset and random 
 _TRAIN_SIZE = typer.Option(None, "--train-size", help="Stratified training subset.")
 
 
-@theory_app.command("expressivity")
+@theory_app.command("expressivity", cls=OneLineCommand)
 def expressivity(
     dataset: str = typer.Option(None, "--dataset", help="Fit this dataset's training set."),
     n: int = typer.Option(None, "--n", help="Or fit N random N(0, I) points ..."),
@@ -76,7 +79,7 @@ def expressivity(
     _table(title, rows)
 
 
-@theory_app.command("kernel")
+@theory_app.command("kernel", cls=OneLineCommand)
 def kernel(
     dataset: str = typer.Option(None, "--dataset", help="Dataset name (rethink data list)."),
     train_size: int = _TRAIN_SIZE,
