@@ -32,14 +32,14 @@ def doc_example() -> str:
 
 
 @pytest.fixture
-def isolated_imports(monkeypatch):
-    """sys.path and sys.modules as they were after the test (resolve may add the cwd)."""
+def isolated_imports(monkeypatch, tmp_path):
+    """sys.path as it was after the test (resolve may add the cwd), and the modules the test
+    wrote under tmp_path forgotten (only those: re-importing others can break them)."""
     monkeypatch.setattr(sys, "path", list(sys.path))
-    before = set(sys.modules)
     registry.clear_cache()
     yield
-    for name in set(sys.modules) - before:
-        if not name.startswith(("rethink", "torch", "numpy", "scipy", "sklearn", "_")):
+    for name, mod in list(sys.modules.items()):
+        if str(getattr(mod, "__file__", None) or "").startswith(str(tmp_path)):
             sys.modules.pop(name, None)
     registry.clear_cache()
 
