@@ -88,7 +88,10 @@ def test_kernel_json(capsys):
         (["theory", "kernel", "--dataset", "digits", "--kernel", "poly"], "unknown kernel"),
         (["theory", "kernel", "--dataset", "digits", "--solver", "lu"], "unknown solver"),
         (["theory", "kernel", "--dataset", "digits", "--train-size", "0"], "train-size"),
-        (["theory", "kernel", "--dataset", "digits", "--tol", "0"], "--tol must be positive"),
+        (
+            ["theory", "kernel", "--dataset", "digits", "--tol", "0"],
+            "--tol must be a finite positive number",
+        ),
     ],
 )
 def test_bad_arguments_are_one_line(argv, match, capsys):
