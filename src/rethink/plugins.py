@@ -28,6 +28,7 @@ This module imports neither torch nor the model zoo.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import inspect
@@ -160,11 +161,19 @@ def accepts(fn: Callable[..., Any], keyword: str) -> bool:
 
 def entry_points(kind: str) -> dict[str, Any]:
     """Installed entry points of group `rethink.models` / `rethink.datasets`: name -> EntryPoint
-    (the first one of a name wins; nothing is imported)."""
+    (the first one of a name wins; nothing is imported). Read once per sys.path; call
+    `_entry_points.cache_clear()` after installing a package into a running process."""
+    return dict(_entry_points(GROUPS[kind], tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_points(group: str, path: tuple[str, ...]) -> dict[str, Any]:
+    # Cached per sys.path (what decides the installed distributions): a metadata scan costs
+    # tens of ms, and run ids ask for every spec.
     from importlib.metadata import entry_points as _eps
 
     out: dict[str, Any] = {}
-    for ep in _eps(group=GROUPS[kind]):
+    for ep in _eps(group=group):
         out.setdefault(ep.name, ep)
     return out
 
