@@ -359,7 +359,6 @@ def test_imagefolder_specs_are_not_user_code():
     assert plugins.spec_code("mlp-1x8", "imagefolder:/no/such") == {}
 
 
-@pytest.mark.xfail(strict=True, reason=_NEEDS_SPEC_CODE + " (entry point names)")
 def test_run_ids_of_entry_point_models_follow_their_source(entry_points):
     from rethink.spec import RunSpec
 

@@ -318,6 +318,15 @@ class Recorder:
         if self.spec.train.record_examples:
             self._write(_records().truncate, self.store.db, self.run_id, -1)
 
+    def rewind(self, epoch: int, why: str) -> None:
+        """The executor re-ran a lost task from the checkpoint at `epoch` (-1: from scratch):
+        drop the epochs after it, which the new attempt recomputes."""
+        self.notice(f"run {self.run_id} {why}; it resumes after epoch {epoch}.")
+        self.resumed_from = epoch if epoch >= 0 else None
+        self._write(self.store.truncate_epochs, self.run_id, epoch)
+        if self.spec.train.record_examples:
+            self._write(_records().truncate, self.store.db, self.run_id, epoch)
+
     def started(self, provenance: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
         """Where and how the run computes; a resumed run on another thread count says so."""
         before = (self.store.get_run(self.run_id) or {}).get("provenance") or {}
@@ -519,10 +528,9 @@ def _git_commit() -> str | None:
 
 
 def _plugin_provenance(spec: Any) -> dict[str, Any]:
-    from rethink.plugins import describe, is_ref
+    from rethink.plugins import spec_code
 
-    refs = {"model": spec.model.name, "dataset": spec.data.dataset}
-    return {k: describe(v) for k, v in refs.items() if is_ref(v)}
+    return spec_code(spec.model.name, spec.data.dataset)
 
 
 def provenance_json(prov: dict[str, Any]) -> str:

@@ -302,7 +302,7 @@ def _coerce(key: str, ftype: Any, value: Any) -> Any:
 def default_lr(model_name: str) -> float:
     """The paper's SGD learning rate for a model: 0.1 for the Inception nets, 0.01 for the
     rest (Zhang et al., Appendix A). The one place per-model defaults are resolved."""
-    return 0.1 if model_name.startswith("inception") else 0.01
+    return 0.1 if model_name in ("inception-small", "inception-small-nobn") else 0.01
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -314,11 +314,12 @@ def derive_seed(seed: int, stream: str) -> int:
 
 
 def _code_digests(spec: RunSpec) -> dict[str, str]:
-    """Source digests of module:function models and datasets (rethink.plugins)."""
-    from rethink.plugins import is_ref, source_digest  # torch-free
+    """Source digests of users' models and datasets: module:function refs and entry points
+    (rethink.plugins)."""
+    from rethink.plugins import spec_code  # torch-free for built-in names
 
-    refs = {"model": spec.model.name, "dataset": spec.data.dataset}
-    return {k: source_digest(v) for k, v in refs.items() if is_ref(v)}
+    code = spec_code(spec.model.name, spec.data.dataset)  # refs and entry points
+    return {k: v["source_sha256"] for k, v in code.items()}
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -93,6 +93,8 @@ class _Writer:
             rec.started(msg[2], msg[3])
         elif kind == "restart":
             rec.restart(str(msg[2]))
+        elif kind == "resume":  # a lost task handed out again from its last checkpoint
+            rec.rewind(int(msg[2]), str(msg[3]))
         elif kind == "epoch":
             rec.epoch(msg[2], msg[3] if len(msg) > 3 else None)
             self._event("epoch", run_id, record=msg[2])
