@@ -88,6 +88,12 @@ def write_report(
         files, section = report_section(store, out, runs)
         written += files
         sections.append(section)
+    from rethink.dynamics.report import report_section as dynamics_section
+
+    files, section = dynamics_section(store, out, runs)  # runs with per-example records
+    written += files
+    if section is not None:
+        sections.append(section)
     intro = (
         f"{len(runs)} runs from {Path(store).name}; accuracies in percent, mean ± sample sd "
         "over seeds where there are several. Paper numbers: Zhang et al., ICLR 2017."
