@@ -258,3 +258,24 @@ def test_the_presets_are_package_data():
 
     assert PRESET_DIR.parent == Path(runner.__file__).parent  # inside the package
     assert time.time() > 0
+
+
+def test_records_and_threshold_samples_reach_the_store(tmp_path):
+    from rethink.dynamics import _records
+
+    db = tmp_path / "s.db"
+    spec = _spec(labels="partial-labels", corrupt_prob=0.3, threshold_samples=True,
+                 record_examples=True, max_epochs=3)  # fmt: skip
+    job = runner.setup(spec, device="cpu")
+    assert job.data.num_classes == 11 and int(job.threshold.sum()) == 300 // 11
+    assert int((job.data.y_train == 10).sum()) == 300 // 11
+    runner.run(spec, store=db, device="cpu")
+    with Store(db, readonly=True) as st:
+        rec = _records.load(st.db, spec.run_id())
+        rows = st.epochs(spec.run_id())
+    assert list(rec["epochs"]) == [0, 1, 2, 3] and rec["correct"].shape == (4, 300)
+    assert int(rec["threshold"].sum()) == 300 // 11
+    # the records agree with the epoch rows, and the CSR was measured at 0, 1, 2 and the end
+    for i, row in enumerate(rows):
+        assert rec["correct"][i].mean() == pytest.approx(row["train_acc"], abs=1e-6)
+        assert 0.0 <= row["csr_train"] <= 1.0 and 0.0 <= row["csr_test"] <= 1.0

@@ -353,7 +353,7 @@ class Recorder:
             a = arrays
             self._write(
                 _records().write_run_arrays, self.store.db, self.run_id,
-                a["labels"], a["clean_labels"], a["changed"],
+                a["labels"], a["clean_labels"], a["changed"], a.get("threshold"),
             )  # fmt: skip
 
     # -- progress

@@ -58,6 +58,7 @@ class Job:
     model: nn.Module
     device: torch.device
     params: int
+    threshold: torch.Tensor | None = None  # (N,) bool: AUM threshold samples, if any
 
 
 def setup(
@@ -89,6 +90,15 @@ def setup(
         corrupt_test=c.corrupt_test,
         **kwargs,
     )
+    threshold = None
+    if c.threshold_samples:  # AUM: an extra class of randomly drawn training examples
+        import dataclasses
+
+        from rethink.dynamics import threshold_samples
+
+        g = torch.Generator().manual_seed(derive_seed(spec.seed, "threshold"))
+        y, threshold = threshold_samples(prepared.y_train, prepared.num_classes, g)
+        prepared = dataclasses.replace(prepared, y_train=y, num_classes=prepared.num_classes + 1)
     model = models.build(
         spec.model.name,
         tuple(prepared.input_shape),
@@ -100,7 +110,7 @@ def setup(
     optimize = getattr(models, "optimize_for_training", None)
     if optimize is not None:
         model = optimize(model, dev, compile=compile)
-    return Job(spec, spec.run_id(), prepared, model, dev, params)
+    return Job(spec, spec.run_id(), prepared, model, dev, params, threshold)
 
 
 def check(specs: list[RunSpec], *, data_dir=None, device: str | torch.device = "auto") -> None:
@@ -272,6 +282,7 @@ def _arrays(job: Job) -> dict[str, Any] | None:
         "labels": y,
         "clean_labels": y if clean is None else clean.cpu().numpy(),
         "changed": (y != y) if changed is None else changed.cpu().numpy().astype(bool),
+        "threshold": None if job.threshold is None else job.threshold.cpu().numpy(),
     }
 
 

@@ -87,6 +87,9 @@ class CorruptionSpec:
     # noise-matrix only: a human noise's name (e.g. "cifar10n-worst": its class-transition
     # matrix) or the path of a K x K row-stochastic matrix (.npy or .csv)
     matrix: str | None = None
+    # AUM's threshold samples (Pleiss et al. 2020): floor(N / (K + 1)) training examples moved
+    # to an extra class K after the corruption; the model gets K + 1 outputs
+    threshold_samples: bool = False
 
 
 @dataclass(frozen=True)
