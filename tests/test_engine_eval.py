@@ -36,6 +36,10 @@ def _both(**kw):
     return out
 
 
+def test_default_is_every_epoch():
+    assert RunSpec().train.test_eval == "every-epoch" and RunSpec().train.precision == "fp32"
+
+
 def test_test_schedule():
     evaluated = [e for e in range(0, 121) if evaluates_test(e)]
     assert evaluated[:11] == list(range(11))
@@ -72,7 +76,7 @@ def test_spaced_equals_full_pass_until_fit():
 
 
 def test_spaced_evaluates_the_last_epoch():
-    rs = runner.execute(_spec(max_epochs=13), device="cpu")
+    rs = runner.execute(_spec(max_epochs=13, test_eval="spaced"), device="cpu")
     rf = runner.execute(_spec(max_epochs=13, test_eval="every-epoch"), device="cpu")
     assert rs["test_acc"] is not None and rs["test_acc"] == rf["test_acc"]
     assert rs["epochs"] == 13 and not evaluates_test(13)
@@ -80,7 +84,8 @@ def test_spaced_evaluates_the_last_epoch():
 
 def test_record_examples_keeps_every_epoch():
     rows = _Rows()
-    runner.execute(_spec(max_epochs=12, record_examples=True), device="cpu", on_epoch=rows)
+    spec = _spec(max_epochs=12, record_examples=True, test_eval="spaced")
+    runner.execute(spec, device="cpu", on_epoch=rows)
     assert all(r["test_acc"] is not None for r in rows)
 
 
