@@ -23,10 +23,6 @@ import torch
 from ._util import assert_same_as, cli, env, rethink_argv
 from .conftest import EPOCHS, RUN
 
-LEAD_6 = "lead: item 6, a damaged checkpoint is named in one line saying what happens next"
-LEAD_6_CRASH = "lead: item 6, a checkpoint that loads with the wrong content fails the run"
-LEAD_1 = "lead: item 1, resume checks the store holds every epoch up to the checkpoint"
-
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> Path:
@@ -100,12 +96,12 @@ def _store_behind(store: Path) -> None:
     con.close()
 
 
-DAMAGE = {
-    "truncated": (_truncate, None, LEAD_6),
-    "random bytes": (_random_bytes, None, LEAD_6),
-    "wrong-shaped tensor": (_wrong_shape, LEAD_6_CRASH, LEAD_6),
-    "no generator state": (_no_generators, LEAD_6_CRASH, LEAD_6),
-    "newer than the store": (None, LEAD_1, LEAD_1),
+DAMAGE = {  # name: (damage, xfail reason of the exactness test, of the one-line test)
+    "truncated": (_truncate, None, None),
+    "random bytes": (_random_bytes, None, None),
+    "wrong-shaped tensor": (_wrong_shape, None, None),
+    "no generator state": (_no_generators, None, None),
+    "newer than the store": (None, None, None),
 }
 
 

@@ -16,10 +16,7 @@ import pytest
 from ._util import assert_same_as, cli, fingerprint, mounted, one_sentence, run_child
 from .conftest import RUN
 
-LEAD_2 = "lead: item 2, disk full is one sentence naming the device and the bytes needed, exit 2"
 LEAD_2_TMP = "lead: item 2, a run stopped by a full disk is marked interrupted, temp files gone"
-LEAD_4 = "lead: item 4, reading commands open a read-only store read-only (immutable)"
-LEAD_4_W = "lead: item 4, writing commands say the store is read-only, in one sentence"
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +42,18 @@ def read_only_store(finished, tmp_path):
         yield tmp_path / "ro" / "s.db"
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_4)
 def test_read_only_mount_can_be_listed(read_only_store, reference_run):
     code, out, err = cli(["runs", "--store", read_only_store, "--json"])
     assert code == 0 and err == "", err
     assert next(iter(reference_run["rows"])) in out
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_4)
 def test_read_only_mount_can_be_reported(read_only_store, tmp_path):
     code, out, err = cli(["report", read_only_store, "--out", tmp_path / "rep"])
     assert code == 0, err
     assert (tmp_path / "rep" / "report.html").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_4_W)
 def test_read_only_mount_refuses_a_new_run_in_one_sentence(read_only_store):
     before = fingerprint(read_only_store)
     code, out, err = cli([*RUN[:-1], "7", "--store", read_only_store])  # a new seed: a new run
@@ -119,14 +113,12 @@ def disk_full_run(full_tmpfs):
     return store, first
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_2)
 def test_disk_full_is_one_sentence_naming_the_device(disk_full_run):
     store, first = disk_full_run
     assert one_sentence(first.returncode, first.stdout, first.stderr) is None, first.stderr[-2000:]
     assert "space" in first.stderr and str(store.parent) in first.stderr
 
 
-@pytest.mark.xfail(strict=True, reason=LEAD_2_TMP)
 def test_disk_full_marks_the_run_interrupted_and_removes_temp_files(disk_full_run):
     store, _ = disk_full_run
     assert store.exists() and _status(store) == "interrupted"
