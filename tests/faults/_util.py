@@ -139,9 +139,10 @@ def mounted(target: Path, *args: str):
 
 
 def reference(store: Path) -> dict:
-    """{"rows": store_rows(store), "epochs": {run_id: [epoch numbers]}} of a finished store."""
+    """{"rows": store_rows(store), "epochs": {run_id: [epoch numbers]}, "store": store} of a
+    finished store (copy it before use: tests share it)."""
     rows = store_rows(store)
-    return {"rows": rows, "epochs": {r: epoch_numbers(store, r) for r in rows}}
+    return {"rows": rows, "epochs": {r: epoch_numbers(store, r) for r in rows}, "store": store}
 
 
 def assert_same_as(store: Path, ref: dict) -> None:
