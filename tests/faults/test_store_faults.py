@@ -87,10 +87,10 @@ def _fill(folder: Path, leave_bytes: int) -> None:
         f.write(b"\0" * max(0, free - leave_bytes))
 
 
-@pytest.fixture
-def full_tmpfs(tmp_path):
-    """A 3 MB tmpfs with about 160 KB left, mounted at tmp_path/full."""
-    target = tmp_path / "full"
+@pytest.fixture(scope="module")
+def full_tmpfs(tmp_path_factory):
+    """A 3 MB tmpfs with about 160 KB left, mounted for this module's disk-full tests."""
+    target = tmp_path_factory.mktemp("disk") / "full"
     with mounted(target, "-t", "tmpfs", "-o", "size=3m", "tmpfs") as ok:
         if not ok:
             pytest.skip("mounting a tmpfs is not allowed here (needs root and CAP_SYS_ADMIN)")
@@ -106,8 +106,8 @@ def _status(store: Path) -> str:
         con.close()
 
 
-@pytest.fixture
-def disk_full_run(full_tmpfs):
+@pytest.fixture(scope="module")
+def disk_full_run(full_tmpfs):  # one run for the three tests below, which run in this order
     store = full_tmpfs / "s.db"
     first = run_child(*RUN, "--store", store)
     if first.returncode == 0:
