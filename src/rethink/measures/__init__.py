@@ -13,14 +13,26 @@ information, with random-label runs included and excluded. docs/measures.md give
 formula, unit and citation.
 """
 
-from rethink.measures._compute import GROUPS, MEASURES, SAMPLE, SEED, compute, names, score
-from rethink.measures._report import write_measures_report
-from rethink.measures._score import (
-    conditional_mi,
-    granulated_tau,
-    hyperparameter_axes,
-    kendall_tau,
-)
+from typing import Any
+
+# Lazy (PEP 562): importing rethink.measures (e.g. rethink.report asking whether a store has a
+# measures table) does not import torch; the names load on first use.
+_NAMES = {
+    "GROUPS": "_compute", "MEASURES": "_compute", "SAMPLE": "_compute", "SEED": "_compute",
+    "compute": "_compute", "names": "_compute", "score": "_compute",
+    "write_measures_report": "_report",
+    "conditional_mi": "_score", "granulated_tau": "_score",
+    "hyperparameter_axes": "_score", "kendall_tau": "_score",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NAMES:
+        raise AttributeError(f"module 'rethink.measures' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"rethink.measures.{_NAMES[name]}"), name)
+
 
 __all__ = [
     "GROUPS",
