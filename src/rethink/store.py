@@ -115,9 +115,14 @@ class Store:
             writable_dir = os.access(self.path.parent.resolve(), os.W_OK)
             mode = "ro" if writable_dir else "ro&immutable=1"  # a read-only mount: no -shm
             uri = f"file:{self.path.resolve()}?mode={mode}"
+            sidecars = self._sidecars()
             self._db = _connect(uri, uri=True)
-            _check_schema(self._db, self.path)
-            _check_integrity(self._db, self.path)
+            try:
+                _check_schema(self._db, self.path)
+                _check_integrity(self._db, self.path)
+            except RethinkError:
+                self._refuse(sidecars)
+                raise
         else:
             if self.path.parent and not self.path.parent.exists():
                 try:
@@ -132,10 +137,15 @@ class Store:
                     f"the store {self.path} is on a read-only file system; "
                     "reading commands work, writing ones need a writable copy."
                 )
+            sidecars = self._sidecars()
             self._db = _connect(str(self.path))
             if existed:  # never add our tables to somebody else's database
-                _check_schema(self._db, self.path)
-                _check_integrity(self._db, self.path)
+                try:
+                    _check_schema(self._db, self.path)
+                    _check_integrity(self._db, self.path)
+                except RethinkError:
+                    self._refuse(sidecars)
+                    raise
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 with self._tx() as db:
@@ -158,6 +168,19 @@ class Store:
                     ) from None
                 raise RethinkError(f"{self.path} is not a rethink store ({err}).") from None
             _check_schema(self._db, self.path)
+
+    def _sidecars(self) -> list[Path]:
+        """The -wal / -shm files that do not exist yet (a refused open removes them again)."""
+        return [
+            p
+            for p in (self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))
+            if not p.exists()
+        ]
+
+    def _refuse(self, new_sidecars: list[Path]) -> None:
+        self._db.close()
+        for p in new_sidecars:
+            p.unlink(missing_ok=True)
 
     # ---- housekeeping -------------------------------------------------------------------
     def close(self) -> None:
@@ -352,6 +375,24 @@ class Store:
                     w.writerow({k: _csv_value(v) for k, v in row.items()})
             written.append(path)
         return written
+
+
+def statuses(path: str | os.PathLike) -> dict[str, str]:
+    """run_id -> status of the store at `path` ({} when there is none), read through a
+    query-only connection that leaves nothing beside the file (a read-only SQLite connection
+    would leave -wal / -shm). Raises RethinkError for a file that is no rethink store."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return {}
+    db = _connect(str(p))
+    try:
+        db.execute("PRAGMA query_only = 1")
+        _check_schema(db, p)
+        return {r[0]: r[1] for r in db.execute("SELECT run_id, status FROM runs")}
+    except sqlite3.DatabaseError as err:
+        raise RethinkError(f"{p} is not a rethink store ({err}).") from None
+    finally:
+        db.close()
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:

@@ -10,7 +10,10 @@ import sys
 
 import typer
 
+from rethink.cli._oneline_group import OneLineGroup  # noqa: E402
+
 app = typer.Typer(
+    cls=OneLineGroup,  # an unknown command is one `error:` line, not a usage box
     name="rethink",
     help="Randomization tests of 'Understanding deep learning requires rethinking "
     "generalization' (Zhang et al., ICLR 2017).",
