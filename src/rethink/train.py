@@ -21,10 +21,10 @@ Evaluation policy (docs/training.md): the training split is evaluated in full ev
 the fit epoch (epochs_to_fit, steps_to_fit) is exactly the full-pass engine's. The test split
 is evaluated at epoch 0, every epoch to 10, every 5th to 50, every 10th after, at the first
 fit epoch, at a divergence and at train.max_epochs (`train.test_eval = "spaced"`), or every
-epoch (`"every-epoch"`, the default, and always when train.record_examples is on). An epoch that did not
-evaluate the test split carries test_loss / test_acc = None; best_test_acc is the best over
-evaluated epochs. The weights at every epoch are those of the full-pass engine, so every
-number that is recorded equals its number.
+epoch (`"every-epoch"`, the default, and always when train.record_examples is on). An
+epoch that did not evaluate the test split carries test_loss / test_acc = None;
+best_test_acc is the best over evaluated epochs. The weights at every epoch are those of
+the full-pass engine, so every number that is recorded equals its number.
 
 Randomness: the batch order and augmentation come from one CPU `torch.Generator` seeded with
 derive_seed(seed, "order"); dropout draws from torch's global generator, which `fit` forks and
