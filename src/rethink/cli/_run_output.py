@@ -106,15 +106,19 @@ def _pct(v: Any) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.2f}%"
 
 
+def _loss(v: Any) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
 def format_epoch(rec: dict[str, Any], max_epochs: int) -> str:
-    """One plain line for an epoch record."""
+    """One plain line for an epoch record ('-' for a split not evaluated that epoch)."""
     extra = ""
     if "changed_acc" in rec:
         extra = f"  changed {_pct(rec['changed_acc'])} unchanged {_pct(rec['unchanged_acc'])}"
     return (
         f"epoch {rec['epoch']:>3}/{max_epochs}  step {rec['step']:>6}  "
-        f"train loss {rec['train_loss']:.4f} acc {_pct(rec['train_acc'])}  "
-        f"test loss {rec['test_loss']:.4f} acc {_pct(rec['test_acc'])}  "
+        f"train loss {_loss(rec.get('train_loss'))} acc {_pct(rec.get('train_acc'))}  "
+        f"test loss {_loss(rec.get('test_loss'))} acc {_pct(rec.get('test_acc'))}  "
         f"lr {rec['lr']:.3g}  {rec['seconds']:.1f}s{extra}"
     )
 

@@ -95,6 +95,12 @@ def run_command(
     ),
     fit_loss: float = typer.Option(None, "--fit-loss", help="...or its loss is below this."),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Epochs (default 5)."),
+    test_eval: str = typer.Option(
+        None,
+        "--test-eval",
+        help="every-epoch (default) | spaced: when the test split is evaluated.",
+    ),
+    precision: str = typer.Option(None, "--precision", help="fp32 (default) | bf16 (CUDA only)."),
     record_examples: bool = typer.Option(
         None,
         "--record-examples/--no-record-examples",
@@ -137,6 +143,8 @@ def run_command(
         "fit_loss": fit_loss,
         "checkpoint_every": checkpoint_every,
         "record_examples": record_examples,
+        "test_eval": test_eval,
+        "precision": precision,
         "seed": seed,
     }
     spec = build_spec(Path(config) if config else None, flags, parse_sets(sets))
