@@ -115,14 +115,7 @@ class Store:
             writable_dir = os.access(self.path.parent.resolve(), os.W_OK)
             mode = "ro" if writable_dir else "ro&immutable=1"  # a read-only mount: no -shm
             uri = f"file:{self.path.resolve()}?mode={mode}"
-            sidecars = self._sidecars()
-            self._db = _connect(uri, uri=True)
-            try:
-                _check_schema(self._db, self.path)
-                _check_integrity(self._db, self.path)
-            except RethinkError:
-                self._refuse(sidecars)
-                raise
+            self._open_checked(uri, uri=True)
         else:
             if self.path.parent and not self.path.parent.exists():
                 try:
@@ -137,15 +130,8 @@ class Store:
                     f"the store {self.path} is on a read-only file system; "
                     "reading commands work, writing ones need a writable copy."
                 )
-            sidecars = self._sidecars()
-            self._db = _connect(str(self.path))
-            if existed:  # never add our tables to somebody else's database
-                try:
-                    _check_schema(self._db, self.path)
-                    _check_integrity(self._db, self.path)
-                except RethinkError:
-                    self._refuse(sidecars)
-                    raise
+            # an existing file: never add our tables to somebody else's (or a damaged) database
+            self._open_checked(str(self.path), check=existed)
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 with self._tx() as db:
@@ -169,18 +155,22 @@ class Store:
                 raise RethinkError(f"{self.path} is not a rethink store ({err}).") from None
             _check_schema(self._db, self.path)
 
-    def _sidecars(self) -> list[Path]:
-        """The -wal / -shm files that do not exist yet (a refused open removes them again)."""
-        return [
-            p
-            for p in (self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))
-            if not p.exists()
-        ]
-
-    def _refuse(self, new_sidecars: list[Path]) -> None:
-        self._db.close()
-        for p in new_sidecars:
-            p.unlink(missing_ok=True)
+    def _open_checked(self, target: str, *, uri: bool = False, check: bool = True) -> None:
+        """Connect; with `check`, refuse a foreign or damaged file, closing the connection and
+        removing the -wal / -shm files the refused open created."""
+        sidecars = [self.path.with_name(self.path.name + s) for s in ("-wal", "-shm")]
+        new = [p for p in sidecars if not p.exists()]
+        self._db = _connect(target, uri=uri)
+        if not check:
+            return
+        try:
+            _check_schema(self._db, self.path)
+            _check_integrity(self._db, self.path)
+        except RethinkError:
+            self._db.close()
+            for p in new:
+                p.unlink(missing_ok=True)
+            raise
 
     # ---- housekeeping -------------------------------------------------------------------
     def close(self) -> None:
