@@ -54,7 +54,9 @@ def optimize_for_training(
 ) -> nn.Module:
     """Move `model` to `device` and speed up its training steps; returns `model` itself.
 
-    - channels_last (None: yes for models with 2-d convolutions): weights and, through a
+    - channels_last (None: on CUDA, for models with 2-d convolutions; off on CPU, where
+      torch 2.13's channels_last convolution backward segfaults for resnet18-k2 on this
+      project's AMD EPYC machines, measured 2026-12-01): weights and, through a
       forward pre-hook, every 4-d input use NHWC memory order. Same numbers up to float
       rounding; parameter shapes and names do not change.
     - compile (None: only on CUDA, where a compiler exists): `model.compile()` in place, so
@@ -66,7 +68,7 @@ def optimize_for_training(
     device = torch.device(device)
     model.to(device)
     if channels_last is None:
-        channels_last = _has_conv(model)
+        channels_last = device.type == "cuda" and _has_conv(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         if not getattr(model, "_rethink_channels_last_hook", False):
