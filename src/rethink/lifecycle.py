@@ -304,28 +304,27 @@ class Recorder:
         return state
 
     def _begin_rows(self, resumed_from: int | None) -> None:
-        after = -1 if resumed_from is None else resumed_from
         self.store.begin_run(self.run_id, self.spec.to_dict(), sweep=self.sweep, label=self.label)
-        self.store.truncate_epochs(self.run_id, after)
+        self._drop_after(-1 if resumed_from is None else resumed_from)
+
+    def _drop_after(self, epoch: int) -> None:
+        """Forget the stored epochs (and per-example records) after `epoch`."""
+        self.store.truncate_epochs(self.run_id, epoch)
         if self.spec.train.record_examples:
-            _records().truncate(self.store.db, self.run_id, after)
+            _records().truncate(self.store.db, self.run_id, epoch)
 
     def restart(self, why: str) -> None:
         """The compute side found the checkpoint unusable: start over from epoch 0."""
         self.notice(f"checkpoint {self.ckpt} {why}; starting run {self.run_id} over.")
         self.resumed_from = None
-        self._write(self.store.truncate_epochs, self.run_id, -1)
-        if self.spec.train.record_examples:
-            self._write(_records().truncate, self.store.db, self.run_id, -1)
+        self._write(self._drop_after, -1)
 
     def rewind(self, epoch: int, why: str) -> None:
         """The executor re-ran a lost task from the checkpoint at `epoch` (-1: from scratch):
         drop the epochs after it, which the new attempt recomputes."""
         self.notice(f"run {self.run_id} {why}; it resumes after epoch {epoch}.")
         self.resumed_from = epoch if epoch >= 0 else None
-        self._write(self.store.truncate_epochs, self.run_id, epoch)
-        if self.spec.train.record_examples:
-            self._write(_records().truncate, self.store.db, self.run_id, epoch)
+        self._write(self._drop_after, epoch)
 
     def started(self, provenance: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
         """Where and how the run computes; a resumed run on another thread count says so."""

@@ -168,7 +168,10 @@ def run_sweep(
     own = not isinstance(store, Store)
     t0 = time.time()
     if check and own:  # every check before the store is opened, locked or created
-        _check_unfinished(plan, Path(store), data_dir, device)
+        from rethink.store import statuses
+
+        done = {rid for rid, status in statuses(store).items() if status in DONE}
+        _check_unfinished(plan, done, data_dir, device)
     st = Store(store) if own else store
     try:
         unlock = _lock(st.path)
@@ -189,11 +192,8 @@ def run_sweep(
                     on_event("skip", run)
             else:
                 todo.append((run.run_id, run.spec.normalized().to_dict()))
-        if check and not own and todo:
-            from rethink.runner import check as check_specs
-
-            check_specs([r.spec for r in plan.runs if r.run_id not in done],
-                        data_dir=data_dir, device=device)  # fmt: skip
+        if check and not own:
+            _check_unfinished(plan, done, data_dir, device)
         opts: dict[str, Any] = {"execute": execute, "data_dir": data_dir, "device": device}
         if threads is not None:  # torch threads per run (default: all cores / jobs)
             opts["threads"] = threads
@@ -230,12 +230,10 @@ def run_sweep(
             st.close()
 
 
-def _check_unfinished(plan: SweepPlan, path: Path, data_dir, device) -> None:
-    """Set up the runs the store does not hold finished (all of them for a new store)."""
+def _check_unfinished(plan: SweepPlan, done: set[str], data_dir, device) -> None:
+    """Set up every run of `plan` that is not in `done` (finished or diverged)."""
     from rethink.runner import check as check_specs
-    from rethink.store import statuses
 
-    done = {rid for rid, status in statuses(path).items() if status in DONE}
     todo = [r.spec for r in plan.runs if r.run_id not in done]
     if todo:
         check_specs(todo, data_dir=data_dir, device=device)
