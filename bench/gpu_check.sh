@@ -161,7 +161,7 @@ for model in [m.strip() for m in a.models.split(",") if m.strip()]:
         records, deadline = [], time.perf_counter() + a.budget
         r = runner.execute(job, on_epoch=records.append,
                            should_stop=lambda: time.perf_counter() > deadline)
-        steps_s = sum(rec.get("train_seconds", 0.0) for rec in records[1:]) or float("nan")
+        steps_s = sum((rec.train_seconds or 0.0) for rec in records[1:]) or float("nan")
         rows.append({
             "model": model, "dataset": dataset, "labels": "true" if labels == "none" else "random",
             "train_size": n_train, "status": "time cap" if r["status"] == "interrupted"
