@@ -62,7 +62,11 @@ def test_table1_cpu_runs_the_mlp_rows_on_cifar10_with_the_papers_recipe():
 
 
 def test_unknown_preset_and_scale_are_one_sentence(capsys):
-    for args in (["reproduce", "fig9"], ["reproduce", "fig1a", "--scale", "huge"]):
+    for args in (
+        ["reproduce", "fig9"],
+        ["reproduce", "fig1a", "--scale", "huge"],
+        ["reproduce", "fig1a", "--scale", "smoke", "--threads", "0", "--out", "/nonexistent/x"],
+    ):
         with pytest.raises(SystemExit) as exc:
             main(args)
         assert exc.value.code == 2
@@ -73,10 +77,17 @@ def test_unknown_preset_and_scale_are_one_sentence(capsys):
 def test_reproduce_smoke_writes_the_report(tmp_path, capsys):
     out = tmp_path / "r"
     with pytest.raises(SystemExit) as exc:
-        main(["reproduce", "fig1bc", "--scale", "smoke", "--out", str(out), "--json"])
+        main(
+            ["reproduce", "fig1bc", "--scale", "smoke", "--out", str(out), "--json"]
+            + ["--threads", "1"]
+        )
     assert exc.value.code in (0, None)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["finished"] == 3 and summary["failed"] == 0
+    from rethink.store import Store
+
+    with Store(out / "runs.db") as st:  # --threads reached every run
+        assert {r["provenance"]["threads"] for r in st.runs()} == {1}
     for f in (
         "report.html",
         "fig1bc-smoke-fig1b.png",

@@ -17,14 +17,20 @@ _BACKEND = typer.Option("local", "--backend", help="local (this machine) or ray.
 _ADDRESS = typer.Option(None, "--address", help="An existing Ray cluster (with --backend ray).")
 _DATA = typer.Option(None, "--data-dir", help="Where datasets are found (default: usual places).")
 _DEVICE = typer.Option("auto", "--device", help="auto, cpu, cuda or mps.")
+_THREADS = typer.Option(
+    None, "--threads", help="torch threads per run (default: this machine's cores / --jobs)."
+)
 
 
 @app.command("sweep", cls=OneLineCommand)
 def sweep_command(
     file: str = typer.Argument(..., help="A sweep TOML file (see docs/sweeps.md)."),
     store: str = typer.Option(None, "--store", help="Results store (default runs/<name>.db)."),
-    scale: str = typer.Option(None, "--scale", help="smoke, cpu, paper... (default cpu)."),
+    scale: str = typer.Option(
+        None, "--scale", help="A scale of the sweep (`rethink presets` lists them; default cpu)."
+    ),
     jobs: int = _JOBS,
+    threads: int = _THREADS,
     backend: str = _BACKEND,
     address: str = _ADDRESS,
     data_dir: str = _DATA,
@@ -38,18 +44,21 @@ def sweep_command(
     from rethink.sweep import load_sweep, preset_path
 
     plan = load_sweep(preset_path(file), scale=scale, overrides=parse_sets(sets))
-    _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json)
+    _run(plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json)
 
 
 @app.command("reproduce", cls=OneLineCommand)
 def reproduce_command(
-    name: str = typer.Argument(..., help="A preset: fig1a, fig1bc, table1, table4, fig2."),
+    name: str = typer.Argument(
+        ..., help="A preset (`rethink presets` lists them and their scales) or a sweep file."
+    ),
     scale: str = typer.Option(
-        None, "--scale", help="smoke (seconds), cpu or paper (GPU); default cpu, as sweep."
+        None, "--scale", help="smoke (seconds), demo, cpu, cifar, paper (GPU)...; default cpu."
     ),
     out: str = typer.Option(None, "--out", help="Report folder (default results/<name>-<scale>)."),
     store: str = typer.Option(None, "--store", help="Results store (default <out>/runs.db)."),
     jobs: int = _JOBS,
+    threads: int = _THREADS,
     backend: str = _BACKEND,
     address: str = _ADDRESS,
     data_dir: str = _DATA,
@@ -65,7 +74,7 @@ def reproduce_command(
     scale = plan.scale
     out = Path(out) if out else Path("results") / plan.name
     store = Path(store) if store else out / "runs.db"
-    summary = _run(plan, store, jobs, backend, address, data_dir, device, False, False)
+    summary = _run(plan, store, jobs, threads, backend, address, data_dir, device, False, False)
     note = f"{plan.description} Preset {name}, scale {scale}."
     if plan.meta.get("expect"):
         note += f" Expected: {plan.meta['expect']}."
@@ -83,7 +92,7 @@ def reproduce_command(
         print(json.dumps({**d, "store": str(store), "out": str(out), "files": len(written)}))
 
 
-def _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json):
+def _run(plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json):
     from rethink.sweep import default_store_path, run_sweep
 
     store = Path(store) if store else default_store_path(plan)
@@ -100,6 +109,7 @@ def _run(plan, store, jobs, backend, address, data_dir, device, dry_run, as_json
                 plan,
                 store,
                 jobs=jobs,
+                threads=threads,
                 backend=backend,
                 address=address,
                 data_dir=str(data_dir) if data_dir else None,
