@@ -54,8 +54,9 @@ def optimize_for_training(
 ) -> nn.Module:
     """Move `model` to `device` and speed up its training steps; returns `model` itself.
 
-    - channels_last (None: on CUDA, for models with 2-d convolutions; off on CPU, where
-      torch 2.13's channels_last convolution backward segfaults for resnet18-k2 on this
+    - channels_last (None: on CUDA, for models with 2-d convolutions; on CPU only for a
+      model whose class sets `cpu_channels_last = True` (alexnet-small), because torch
+      2.13's channels_last convolution backward segfaults for resnet18-k2 on this
       project's AMD EPYC machines, measured 2026-12-01): weights and, through a
       forward pre-hook, every 4-d input use NHWC memory order. Same numbers up to float
       rounding; parameter shapes and names do not change.
@@ -68,7 +69,8 @@ def optimize_for_training(
     device = torch.device(device)
     model.to(device)
     if channels_last is None:
-        channels_last = device.type == "cuda" and _has_conv(model)
+        wanted = device.type == "cuda" or getattr(model, "cpu_channels_last", False)
+        channels_last = bool(wanted) and _has_conv(model)
     if channels_last:
         model.to(memory_format=torch.channels_last)
         if not getattr(model, "_rethink_channels_last_hook", False):
