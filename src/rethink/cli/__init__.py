@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from rethink.cli._oneline_group import OneLineGroup  # noqa: E402
+from rethink.cli._oneline import OneLineGroup  # noqa: E402
 
 app = typer.Typer(
     cls=OneLineGroup,  # an unknown command is one `error:` line, not a usage box

@@ -10,8 +10,7 @@ from pathlib import Path
 import typer
 
 from rethink.cli import app
-from rethink.cli._oneline import OneLineCommand
-from rethink.cli._oneline_group import OneLineGroup
+from rethink.cli._oneline import OneLineCommand, OneLineGroup
 from rethink.errors import RethinkError
 
 data_app = typer.Typer(

@@ -9,8 +9,7 @@ import sys
 import typer
 
 from rethink.cli import app
-from rethink.cli._oneline import OneLineCommand
-from rethink.cli._oneline_group import OneLineGroup
+from rethink.cli._oneline import OneLineCommand, OneLineGroup
 
 theory_app = typer.Typer(
     cls=OneLineGroup,
