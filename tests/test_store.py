@@ -34,9 +34,6 @@ def test_round_trip(tmp_path):
         eps = st.epochs(rid)
         assert [e["epoch"] for e in eps] == [0, 1, 2]
         assert eps[1]["changed_acc"] == 0.5 and eps[2]["train_acc"] == 0.9
-        paths = st.export_csv(tmp_path / "csv")
-        assert [p.name for p in paths] == ["runs.csv", "epochs.csv", "results.csv"]
-        assert "train.lr" in paths[0].read_text().splitlines()[0]
 
 
 def test_truncate_and_resume(tmp_path):

@@ -21,7 +21,6 @@ recover it; a store on a read-only mount is opened immutable for reading.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import platform
@@ -335,37 +334,6 @@ class Store:
         ).fetchone()
         return row[0]
 
-    def export_csv(self, out_dir: str | os.PathLike) -> list[Path]:
-        """Write runs.csv, epochs.csv and results.csv (spec fields flattened) to out_dir."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        runs = []
-        for r in self.runs():
-            flat = {
-                k: v for k, v in r.items() if k not in ("spec", "result", "versions", "provenance")
-            }
-            flat.update(flatten_spec(r["spec"]))
-            flat.update({f"versions.{k}": v for k, v in (r.get("versions") or {}).items()})
-            flat.update(flatten_spec(r.get("provenance") or {}, "provenance."))
-            runs.append(flat)
-        written = []
-        for name, rows in (
-            ("runs", runs),
-            ("epochs", self.all_epochs()),
-            ("results", self.results()),
-        ):
-            path = out / f"{name}.csv"
-            cols: list[str] = []
-            for row in rows:
-                cols += [k for k in row if k not in cols]
-            with open(path, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=cols or ["run_id"])
-                w.writeheader()
-                for row in rows:
-                    w.writerow({k: _csv_value(v) for k, v in row.items()})
-            written.append(path)
-        return written
-
 
 def statuses(path: str | os.PathLike) -> dict[str, str]:
     """run_id -> status of the store at `path` ({} when there is none), read through a
@@ -449,7 +417,3 @@ def flatten_spec(spec: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{k}"] = v
     return out
-
-
-def _csv_value(v: Any) -> Any:
-    return json.dumps(v) if isinstance(v, (dict, list)) else v
