@@ -246,7 +246,7 @@ def _execute(job, resume, on_start, on_epoch, on_checkpoint, on_restart, should_
 class _CSR:
     """Critical sample ratio (rethink.dynamics) of a run that records per-example dynamics:
     at epochs 0, 1, 2, 4, 8, ..., the cap and the last epoch, on a fixed sample of 200 train
-    and 200 test points, radius 8/255 of the pixel range (docs/dynamics.md)."""
+    and 200 test points, radius 2/255 of the pixel range (docs/dynamics.md)."""
 
     def __init__(self, job: Job):
         from rethink.dynamics import _csr
