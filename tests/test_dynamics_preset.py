@@ -46,8 +46,11 @@ def test_memorization_cpu_and_paper_grids():
         for r in runs:
             assert (r.spec.data.dataset, r.spec.data.preprocess) == (dataset, "paper")
             assert r.spec.train.batch_size == 128
-        if scale == "cpu":
-            assert all(r.spec.data.train_size == 5000 for r in runs)
+        if scale == "cpu":  # MLPs on 5,000 images; alexnet-small on 2,000, test split spaced
+            for r in runs:
+                mlp = r.spec.model.name == "mlp-1x512"
+                assert r.spec.data.train_size == (5000 if mlp else 2000)
+                assert r.spec.train.test_eval == ("every-epoch" if mlp else "spaced")
         else:
             assert all(r.spec.train.schedule == "paper" and r.spec.train.lr == 0.01 for r in runs)
     smoke = load_sweep(preset_path("memorization"), scale="smoke").runs

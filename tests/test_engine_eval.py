@@ -82,11 +82,16 @@ def test_spaced_evaluates_the_last_epoch():
     assert rs["epochs"] == 13 and not evaluates_test(13)
 
 
-def test_record_examples_keeps_every_epoch():
-    rows = _Rows()
+def test_record_examples_record_every_epoch_and_follow_test_eval():
+    got = []
     spec = _spec(max_epochs=12, record_examples=True, test_eval="spaced")
-    runner.execute(spec, device="cpu", on_epoch=rows)
-    assert all(r["test_acc"] is not None for r in rows)
+    runner.execute(spec, device="cpu", on_epoch=got.append)
+    assert [r.epoch for r in got] == list(range(13))
+    assert all(r.examples is not None and len(r.examples["correct"]) == 256 for r in got)
+    assert [r.epoch for r in got if r.test_acc is not None] == [
+        e for e in range(13) if evaluates_test(e) or e == 12
+    ]
+    assert got[11].test_acc is None  # off the spaced schedule: the test split is skipped
 
 
 def test_running_accuracy_is_recorded():

@@ -179,8 +179,9 @@ def fit(
         raise RethinkError(
             f"train.precision bf16 needs a CUDA device (this run is on {device.type}); use fp32."
         )
+    # per-example records are of the training split, which is evaluated in full every epoch
+    # whatever test_eval says; the test split follows test_eval in every run
     every_epoch = getattr(train, "test_eval", "every-epoch") != "spaced"
-    every_epoch = every_epoch or train.record_examples
     model.to(device)
     data = _on_device(data, device)
     changed = getattr(data, "changed", None)
