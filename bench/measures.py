@@ -46,6 +46,13 @@ STOCHASTIC = ("margin", "pacbayes", "pacbayes_mag", "sharpness", "hessian_eig", 
               "grad_noise")  # fmt: skip
 
 
+def _said(name: str, seed: int):
+    def say(group: str, seconds: float) -> None:  # progress on stderr; the table comes last
+        print(f"{name} seed {seed}: {group} in {seconds:.1f} s", file=sys.stderr, flush=True)
+
+    return say
+
+
 def bench_one(st: Store, name: str, seeds: int) -> dict:
     spec = RunSpec.from_dict(RUNS[name])
     t0 = time.perf_counter()
@@ -53,11 +60,12 @@ def bench_one(st: Store, name: str, seeds: int) -> dict:
     train_s = time.perf_counter() - t0
     run = next(r for r in st.runs() if r["run_id"] == result["run_id"])
     t0 = time.perf_counter()
-    first = C.measure_run(st, run, list(C.GROUPS), seed=0)
+    first = C.measure_run(st, run, list(C.GROUPS), seed=0, on_group=_said(name, 0))
     total = time.perf_counter() - t0
+    print(f"{name}: every measure once in {total:.1f} s", file=sys.stderr, flush=True)
     values = {m: [v] for m, (v, _, _) in first.items()}
     for seed in range(1, seeds):
-        again = C.measure_run(st, run, list(STOCHASTIC), seed=seed)
+        again = C.measure_run(st, run, list(STOCHASTIC), seed=seed, on_group=_said(name, seed))
         for m, (v, _, _) in again.items():
             values[m].append(v)
     rows = []

@@ -138,3 +138,16 @@ def test_measures_preset_is_a_grid_of_one_axis_variants_times_label_noise():
         "corruption.prob", "model.name", "train.lr", "train.batch_size",
         "train.weight_decay", "model.dropout", "data.train_size",
     }  # fmt: skip
+
+
+def test_measure_run_reports_each_group(store):
+    from rethink.measures import _compute as C
+    from rethink.store import Store
+
+    said = []
+    with Store(store) as st:
+        run = st.runs()[0]
+        out = C.measure_run(st, run, ["norms", "margin", "optimization"], sample=100,
+                            on_group=lambda g, s: said.append((g, s)))  # fmt: skip
+    assert [g for g, _ in said] == ["norms", "margin", "optimization"]
+    assert all(s >= 0 for _, s in said) and "params" in out and "steps_to_fit" in out

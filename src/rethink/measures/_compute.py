@@ -193,9 +193,11 @@ def measure_run(
     seed: int = SEED,
     flat_sample: int = FLAT_SAMPLE,
     device: str = "cpu",
+    on_group: Callable[[str, float], None] | None = None,
 ) -> dict[str, tuple[float, float, int]]:
     """{measure: (value, seconds, examples)} for the given groups of one run (a group's time
-    is split evenly over its measures; examples: the sample size the measure used)."""
+    is split evenly over its measures; examples: the sample size the measure used).
+    on_group(group, seconds) is called after each group (a progress display)."""
     model, init, data, spec = load_run(st, run, device)
     x, y = sample_of(data, sample, seed)
     dev = next(model.parameters()).device
@@ -224,6 +226,8 @@ def measure_run(
         dt = (time.perf_counter() - t0) / max(len(public), 1)
         used = {"norms": 0, "optimization": 0, "margin": len(y)}.get(g, min(flat_sample, len(y)))
         out.update({k: (v, dt, used) for k, v in public.items()})
+        if on_group is not None:
+            on_group(g, time.perf_counter() - t0)
     return out
 
 
