@@ -4,6 +4,9 @@ counts, errors for bad names and inputs, LRN against independent references, `re
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -314,3 +317,32 @@ def test_inception_nobn_keeps_the_signal_scale():
     with torch.no_grad():
         features = model.body(model.stem(x))
     assert 0.1 < features.pow(2).mean().item() < 10.0
+
+
+_FAULTS = """
+import resource, torch
+from rethink import models
+net = models.optimize_for_training(models.build("mlp-1x64", seed=0), "cpu", compile=False)
+from rethink.models._optimize import keep_freed_memory
+for _ in range(5):  # the heap grows once (first touch of its pages)
+    torch.ones(16 << 20)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    torch.ones(16 << 20)  # 64 MiB, freed at once: above glibc's default mmap threshold
+print(keep_freed_memory(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_cpu_training_keeps_freed_memory_instead_of_faulting_it_in_again():
+    got = {}
+    for mode in ("", "system"):
+        env = {**os.environ, "RETHINK_MALLOC": mode}
+        out = subprocess.run([sys.executable, "-c", _FAULTS], capture_output=True, text=True,
+                             env=env, check=True).stdout.split()  # fmt: skip
+        got[mode] = (out[0] == "True", int(out[1]))
+    tuned, faults = got[""]
+    untouched, faults_system = got["system"]
+    assert tuned and not untouched
+    assert faults_system > 20 * 10_000  # every 64 MiB block page-faulted in again
+    assert faults < faults_system / 5  # reused: most pages are not faulted in again

@@ -8,8 +8,10 @@ save/load checkpoints as usual.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import sys
 
 import torch
 from torch import nn
@@ -23,6 +25,38 @@ def _to_channels_last(module: nn.Module, args: tuple) -> tuple | None:
     if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
         return (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
     return None
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_malloc_tuned: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse (Linux; once per process).
+
+    By default glibc serves every allocation above a threshold (at most 32 MiB) with a fresh
+    mmap and unmaps it on free, so each large activation tensor of a convnet is page-faulted
+    in again, page by page, at every batch: alexnet-small's evaluation at batch 1,024 took
+    1.4 million minor faults and spent 39% of its CPU time in the kernel (measured 2026-12-01,
+    one thread). Raising the mmap and trim thresholds to 1 GiB makes the same pass fault
+    3,000 times: evaluation x1.70 (396 -> 672 samples/s), training steps x1.31 (176 -> 231),
+    both with both cores busy. Nothing computed changes; the cost is that the process keeps
+    its peak memory instead of handing it back. RETHINK_MALLOC=system leaves malloc alone.
+    Returns whether the thresholds are set (False off glibc or when opted out)."""
+    global _malloc_tuned
+    if _malloc_tuned is None:
+        _malloc_tuned = False
+        if os.environ.get("RETHINK_MALLOC", "") != "system" and sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                big = 1 << 30
+                ok = libc.mallopt(_M_MMAP_THRESHOLD, big) or libc.mallopt(
+                    _M_MMAP_THRESHOLD, 32 << 20
+                )  # older glibc caps the mmap threshold at 32 MiB
+                _malloc_tuned = bool(ok) and bool(libc.mallopt(_M_TRIM_THRESHOLD, big))
+            except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+                _malloc_tuned = False
+    return _malloc_tuned
 
 
 def _has_conv(model: nn.Module) -> bool:
@@ -60,6 +94,8 @@ def optimize_for_training(
       project's AMD EPYC machines, measured 2026-12-01): weights and, through a
       forward pre-hook, every 4-d input use NHWC memory order. Same numbers up to float
       rounding; parameter shapes and names do not change.
+    - on CPU, keep_freed_memory(): glibc's malloc keeps large freed blocks for reuse
+      instead of page-faulting them in again at every batch (process-wide; see there).
     - compile (None: only on CUDA, where a compiler exists): `model.compile()` in place, so
       `model(x)` runs the compiled code and state_dict keys keep no `_orig_mod.` prefix. On a
       CPU the first step of each new batch size or train/eval mode pays the compile time
@@ -67,6 +103,8 @@ def optimize_for_training(
       usable compiler raises RethinkError.
     """
     device = torch.device(device)
+    if device.type == "cpu":
+        keep_freed_memory()
     model.to(device)
     if channels_last is None:
         wanted = device.type == "cuda" or getattr(model, "cpu_channels_last", False)
