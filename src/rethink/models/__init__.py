@@ -16,7 +16,7 @@ is built the same way from a `module:function` reference or an entry point of gr
 
 from rethink.models import alexnet, inception, mlp, resnet  # noqa: F401  (they register)
 from rethink.models._layers import LocalResponseNorm
-from rethink.models._optimize import compiler_available, optimize_for_training
+from rethink.models._optimize import compiler_available, keep_freed_memory, optimize_for_training
 from rethink.models._registry import (
     build,
     count_params,
@@ -36,6 +36,7 @@ __all__ = [
     "describe",
     "is_builtin",
     "names",
+    "keep_freed_memory",
     "optimize_for_training",
     "register_model",
 ]
