@@ -29,6 +29,7 @@ from rethink.errors import RethinkError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 USER_CACHE = os.environ.get("RETHINK_CACHE")  # before the autouse `isolated` fixture hides it
+USER_DATA = os.environ.get("RETHINK_DATA")  # likewise: `isolated` removes RETHINK_DATA
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def decode_cache(monkeypatch):
 
 def shared_dir() -> Path | None:
     """The folder holding cifar10n-labels.npz: RETHINK_DATA, else ../shared/data."""
-    for folder in (os.environ.get("RETHINK_DATA"), SHARED):
+    for folder in (USER_DATA, SHARED):
         if folder and (Path(folder) / N.NPZ_FILE).is_file():
             return Path(folder)
     return None
