@@ -75,12 +75,20 @@ def test_unknown_preset_and_scale_are_one_sentence(capsys):
 
 
 def test_reproduce_smoke_writes_the_report(tmp_path, capsys):
+    import torch
+
     out = tmp_path / "r"
-    with pytest.raises(SystemExit) as exc:
-        main(
-            ["reproduce", "fig1bc", "--scale", "smoke", "--out", str(out), "--json"]
-            + ["--threads", "1"]
-        )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the caller's count, which --threads 1 must not keep
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(
+                ["reproduce", "fig1bc", "--scale", "smoke", "--out", str(out), "--json"]
+                + ["--threads", "1"]
+            )
+        assert torch.get_num_threads() == 2  # the in-process sweep gave it back
+    finally:
+        torch.set_num_threads(before)
     assert exc.value.code in (0, None)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["finished"] == 3 and summary["failed"] == 0

@@ -162,7 +162,7 @@ def run_sweep(
     if jobs < 1:
         raise RethinkError("--jobs must be at least 1.")
     if threads is not None and threads < 1:
-        raise RethinkError("--threads must be at least 1.")
+        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
     if backend not in ("local", "ray"):
         raise RethinkError(f"unknown backend '{backend}'; choose local or ray.")
     if address and backend != "ray":

@@ -31,17 +31,11 @@ class InlineExecutor:
         self.execute, self.opts = execute, opts
 
     def run(self, tasks: list[tuple[str, dict]], prepare: Prepare, handle: Handle) -> None:
-        import torch
-
-        before = torch.get_num_threads()  # `threads` is for the runs, not for the caller
-        try:
-            for run_id, spec in tasks:
-                resume = prepare(run_id)
-                if resume == SKIP:
-                    continue
-                run_one((run_id, spec, resume), handle, execute=self.execute, **self.opts)
-        finally:
-            torch.set_num_threads(before)
+        for run_id, spec in tasks:
+            resume = prepare(run_id)
+            if resume == SKIP:
+                continue
+            run_one((run_id, spec, resume), handle, execute=self.execute, **self.opts)
 
 
 def _die_with_parent() -> None:

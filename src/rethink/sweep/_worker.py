@@ -60,10 +60,8 @@ def run_one(
     run_id, spec_dict, resume = task
     send(("start", run_id, os.getpid()))
     try:
-        if threads:
-            import torch
+        from rethink.runner import cpu_threads  # the run's threads; the caller's come back
 
-            torch.set_num_threads(threads)
         fn = resolve_execute(execute)
         state = load_checkpoint(resume)
         spec = RunSpec.from_dict(spec_dict)
@@ -74,16 +72,17 @@ def run_one(
         def on_checkpoint(epoch: int, state: dict) -> None:
             send(("ckpt", run_id, int(epoch), dump_checkpoint(state)))
 
-        result = fn(
-            spec,
-            data_dir=data_dir,
-            device=device,
-            resume=state,
-            on_start=lambda prov, arrays: send(("setup", run_id, prov, arrays)),
-            on_epoch=on_epoch,
-            on_checkpoint=on_checkpoint,
-            on_restart=lambda why: send(("restart", run_id, why)),
-        )
+        with cpu_threads(threads):
+            result = fn(
+                spec,
+                data_dir=data_dir,
+                device=device,
+                resume=state,
+                on_start=lambda prov, arrays: send(("setup", run_id, prov, arrays)),
+                on_epoch=on_epoch,
+                on_checkpoint=on_checkpoint,
+                on_restart=lambda why: send(("restart", run_id, why)),
+            )
         send(("done", run_id, dict(result)))
     except KeyboardInterrupt:
         raise
