@@ -223,11 +223,12 @@ def measure_run(
             xs, ys = x[:flat_sample], y[:flat_sample]
             vals = {GROUPS[g][0]: _stochastic(g, model, xs, ys, spec.train.batch_size, gen)}
         public = {k: v for k, v in vals.items() if not k.startswith("_")}
-        dt = (time.perf_counter() - t0) / max(len(public), 1)
+        spent = time.perf_counter() - t0
+        dt = spent / max(len(public), 1)
         used = {"norms": 0, "optimization": 0, "margin": len(y)}.get(g, min(flat_sample, len(y)))
         out.update({k: (v, dt, used) for k, v in public.items()})
         if on_group is not None:
-            on_group(g, time.perf_counter() - t0)
+            on_group(g, spent)
     return out
 
 

@@ -55,7 +55,7 @@ def keep_freed_memory() -> bool:
                 )  # older glibc caps the mmap threshold at 32 MiB
                 _malloc_tuned = bool(ok) and bool(libc.mallopt(_M_TRIM_THRESHOLD, big))
             except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-                _malloc_tuned = False
+                pass
     return _malloc_tuned
 
 
