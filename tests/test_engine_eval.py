@@ -27,9 +27,9 @@ class _Rows(list):
         self.append({k: v for k, v in rec.metrics().items() if k not in _TIMES})
 
 
-def _both(**kw):
+def _both(modes=("spaced", "every-epoch"), **kw):
     out = {}
-    for mode in ("spaced", "every-epoch"):
+    for mode in modes:
         rows = _Rows()
         r = runner.execute(_spec(**kw, test_eval=mode), device="cpu", on_epoch=rows)
         out[mode] = (r, rows)
@@ -73,6 +73,34 @@ def test_spaced_equals_full_pass_until_fit():
     assert rs["best_test_acc"] == best["test_acc"]
     assert rs["best_test_epoch"] == best["epoch"]
     assert rf["best_test_acc"] == max(b["test_acc"] for b in full)
+
+
+def test_ends_evaluates_the_test_split_at_the_start_and_the_fit_only():
+    runs = _both(("ends", "every-epoch"), labels="random-labels", until_fit=True, max_epochs=300)
+    (re, ends), (rf, full) = runs["ends"], runs["every-epoch"]
+    for key in ("epochs", "epochs_to_fit", "steps_to_fit", "train_acc", "test_acc", "test_loss"):
+        assert re[key] == rf[key], key
+    fit_epoch = re["epochs_to_fit"]
+    assert fit_epoch > 1 and [a["epoch"] for a in ends if a["test_acc"] is not None] == [
+        0,
+        fit_epoch,
+    ]
+    for a, b in zip(ends, full, strict=True):
+        if a["test_acc"] is not None:
+            assert a == b
+        else:
+            drop = ("test_acc", "test_loss")
+            assert {k: v for k, v in a.items() if k not in drop} == {
+                k: v for k, v in b.items() if k not in drop
+            }
+    assert re["best_test_acc"] == max(ends[0]["test_acc"], ends[-1]["test_acc"])
+
+
+def test_ends_evaluates_the_last_epoch_of_a_run_that_does_not_fit():
+    got = []
+    spec = _spec(labels="random-labels", max_epochs=4, test_eval="ends")  # no fit in 4 epochs
+    r = runner.execute(spec, device="cpu", on_epoch=got.append)
+    assert [g.epoch for g in got if g.test_acc is not None] == [0, 4] and r["test_acc"] is not None
 
 
 def test_spaced_evaluates_the_last_epoch():

@@ -52,7 +52,7 @@ CORRUPTIONS = (
 PREPROCESS = ("standardize", "paper", "unit")
 SCHEDULES = ("constant", "paper", "paper-epoch", "exponential", "step", "cosine")
 AUGMENTS = ("none", "crop", "flip", "crop+flip")
-TEST_EVALS = ("spaced", "every-epoch")
+TEST_EVALS = ("spaced", "every-epoch", "ends")
 PRECISIONS = ("fp32", "bf16")
 OPTIMIZERS = ("sgd",)
 # Epoch caps when max_epochs is left unset. Calibrated (docs/training.md): an MLP 1x512 at a
@@ -118,8 +118,9 @@ class TrainSpec:
     checkpoint_every: int = 5  # epochs between checkpoints (and one at the end)
     record_examples: bool = False  # per-example records (correct, margin, loss, pred) per epoch
     # which epochs evaluate the test split: every-epoch | spaced (every epoch to 10, then
-    # every 5th to 50, then every 10th; always epoch 0, the fit epoch and the last). The
-    # training split is evaluated every epoch either way (docs/training.md)
+    # every 5th to 50, then every 10th) | ends (none between); always epoch 0, the fit epoch,
+    # a divergence and the last. The training split is evaluated every epoch either way
+    # (docs/training.md)
     test_eval: str = "every-epoch"
     precision: str = "fp32"  # fp32 | bf16 (bf16 autocast, CUDA only)
 

@@ -20,8 +20,9 @@ read once. `train.precision = "bf16"` runs forward passes under bf16 autocast (C
 Evaluation policy (docs/training.md): the training split is evaluated in full every epoch, so
 the fit epoch (epochs_to_fit, steps_to_fit) is exactly the full-pass engine's. The test split
 is evaluated at epoch 0, every epoch to 10, every 5th to 50, every 10th after, at the first
-fit epoch, at a divergence and at train.max_epochs (`train.test_eval = "spaced"`), or every
-epoch (`"every-epoch"`, the default, and always when train.record_examples is on). An
+fit epoch, at a divergence and at train.max_epochs (`train.test_eval = "spaced"`), only at
+those ends (epoch 0, the fit epoch, a divergence, the last: `"ends"`), or every epoch
+(`"every-epoch"`, the default). An
 epoch that did not evaluate the test split carries test_loss / test_acc = None;
 best_test_acc is the best over evaluated epochs. The weights at every epoch are those of
 the full-pass engine, so every number that is recorded equals its number.
@@ -181,7 +182,7 @@ def fit(
         )
     # per-example records are of the training split, which is evaluated in full every epoch
     # whatever test_eval says; the test split follows test_eval in every run
-    every_epoch = getattr(train, "test_eval", "every-epoch") != "spaced"
+    test_eval = getattr(train, "test_eval", "every-epoch")
     model.to(device)
     data = _on_device(data, device)
     changed = getattr(data, "changed", None)
@@ -232,11 +233,12 @@ def fit(
             first_fit = rec.fit and s["fit_epoch"] is None
             _account(s, rec)  # fit time and divergence: from the training split alone
             if (
-                every_epoch
+                test_eval == "every-epoch"
+                or epoch == 0
                 or first_fit
                 or rec.diverged
                 or epoch >= train.max_epochs
-                or evaluates_test(epoch)
+                or (test_eval == "spaced" and evaluates_test(epoch))
             ):
                 rec.test_loss, rec.test_acc = holdout_metrics(
                     model, data, precision=precision

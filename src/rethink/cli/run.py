@@ -98,7 +98,7 @@ def run_command(
     test_eval: str = typer.Option(
         None,
         "--test-eval",
-        help="every-epoch (default) | spaced: when the test split is evaluated.",
+        help="every-epoch (default) | spaced | ends: when the test split is evaluated.",
     ),
     precision: str = typer.Option(None, "--precision", help="fp32 (default) | bf16 (CUDA only)."),
     record_examples: bool = typer.Option(
