@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from rethink import runner
+from rethink import runner, train
 from rethink.augment import random_crop, random_flip
 from rethink.errors import RethinkError
 from rethink.schedules import lr_at
@@ -229,6 +229,31 @@ def test_an_exploding_finite_loss_is_divergence():
     r = runner.execute(_spec(lr=1e3, max_epochs=30), device="cpu")
     assert r["status"] == "diverged" and r["diverged_epoch"] <= 30
     assert r["train_loss"] is None or not r["train_loss"] < 2.0
+
+
+def test_divergence_follows_the_training_pass_not_the_eval_mode_loss():
+    """BatchNorm's running statistics can lag on a small training set: the eval-mode loss
+    explodes while the train-mode loss falls. That is no divergence; a train-mode loss that
+    explodes is (measured: inception-small, 500 CIFAR-10 images, shuffled pixels)."""
+    from types import SimpleNamespace
+
+    def epochs(pairs):
+        s = {"fit_epoch": None, "fit_step": None, "best_test_acc": 0.0, "best_test_epoch": None,
+             "init_loss": 2.3, "over": 0}  # fmt: skip
+        out = []
+        for e, (eval_loss, running) in enumerate(pairs, start=1):
+            rec = SimpleNamespace(epoch=e, step=4 * e, fit=False, test_acc=None, diverged=False,
+                                  train_loss=eval_loss, running_loss=running)  # fmt: skip
+            train._account(s, rec)
+            out.append(rec.diverged)
+        return out
+
+    lagging_bn = [(2.6, 1.9), (4.4, 1.5), (19.9, 0.9), (34.4, 0.6), (85.4, 0.7), (28.9, 0.7)]
+    assert epochs(lagging_bn) == [False] * 6
+    exploding = [(2.6, 2.5), (40.0, 30.0), (50.0, 45.0), (60.0, 55.0)]
+    assert epochs(exploding) == [False, False, False, True]
+    assert epochs([(float("nan"), 0.5)]) == [True]  # a non-finite eval loss still ends it
+    assert epochs([(2.0, float("inf"))]) == [True]
 
 
 def test_a_loss_threshold_met_before_training_means_zero_epochs():
