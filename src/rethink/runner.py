@@ -155,14 +155,19 @@ def execute(
                         progress)  # fmt: skip
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse a thread count below 1 (None: leave torch's count as it is)."""
+    if threads is not None and threads < 1:
+        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
+
+
 @contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
     """Run the block with `threads` intra-op CPU threads, then restore the previous count."""
+    check_threads(threads)
     if threads is None:
         yield
         return
-    if threads < 1:
-        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
     before = torch.get_num_threads()
     torch.set_num_threads(int(threads))
     try:
@@ -312,8 +317,7 @@ def run(
     Bad input (spec, data, model, a damaged store, another process training the same run)
     raises RethinkError before anything is written."""
     spec = spec.normalized()
-    if threads is not None and threads < 1:
-        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
+    check_threads(threads)
     run_id = spec.run_id()
     job = setup(spec, data_dir=data_dir, device=device)  # every check before the store opens
     st = store if isinstance(store, Store) else Store(store)

@@ -161,8 +161,9 @@ def run_sweep(
     """
     if jobs < 1:
         raise RethinkError("--jobs must be at least 1.")
-    if threads is not None and threads < 1:
-        raise RethinkError(f"--threads must be a positive integer, not {threads}.")
+    from rethink.runner import check_threads
+
+    check_threads(threads)
     if backend not in ("local", "ray"):
         raise RethinkError(f"unknown backend '{backend}'; choose local or ray.")
     if address and backend != "ray":
