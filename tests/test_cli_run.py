@@ -256,3 +256,59 @@ def test_a_run_without_a_dataset_or_with_an_unused_parameter_is_refused(tmp_path
         code, _, err = _main([*argv, "--store", str(db)], capsys)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not db.exists()
+
+
+def test_runs_forget_deletes_a_run_and_a_sweep_reruns_it(tmp_path, capsys):
+    import sqlite3
+
+    from rethink.lifecycle import RunLock
+
+    db = tmp_path / "r.db"
+    ids = {}
+    for corruption in ("none", "random-labels"):
+        argv = ["run", *ARGS, "--corruption", corruption, "--max-epochs", "2", "--store", str(db)]
+        code, out, err = _main([*argv, "--json"], capsys)
+        assert code == 0, err
+        ids[corruption] = json.loads(out.strip().splitlines()[-1])["run_id"]
+    gone, kept = ids["random-labels"], ids["none"]
+    with Store(db) as st:  # measures kept in the same file go with the run
+        st.db.execute("CREATE TABLE measures (run_id TEXT, measure TEXT, value REAL)")
+        st.db.executemany("INSERT INTO measures VALUES (?, 'l2', 1.0)", [(gone,), (kept,)])
+        st.db.commit()
+        assert st.checkpoint_path(gone).is_file()
+
+    def snapshot():
+        con = sqlite3.connect(db)
+        try:
+            return [con.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+                    for t in ("runs", "epochs", "results", "measures")]  # fmt: skip
+        finally:
+            con.close()
+
+    before = snapshot()
+    for bad, needle in (([" "], "empty run id"), (["0" * 16], "has no run"),
+                        ([gone[:6], "0" * 16], "has no run")):  # fmt: skip
+        args = [a for k in bad for a in ("--forget", k)]
+        code, _, err = _main(["runs", "--store", str(db), *args], capsys)
+        assert code == 2 and err.startswith("error: ") and needle in err, err
+    lock = RunLock(db, gone)  # a run being trained is not forgotten
+    try:
+        code, _, err = _main(["runs", "--store", str(db), "--forget", gone[:6]], capsys)
+        assert code == 2 and "being trained" in err
+    finally:
+        lock.release()
+    assert snapshot() == before  # refused: all or nothing
+    code, out, err = _main(["runs", "--store", str(db), "--forget", gone[:6], "--json"], capsys)
+    assert code == 0, err
+    obj = json.loads(out.strip().splitlines()[-1])
+    assert [f["run_id"] for f in obj["forgot"]] == [gone] and obj["forgot"][0]["epochs"] == 3
+    assert [r["run_id"] for r in obj["runs"]] == [kept]
+    with Store(db, readonly=True) as st:
+        assert st.epoch_numbers(gone) == [] and st.epoch_numbers(kept) == [0, 1, 2]
+        assert not st.checkpoint_path(gone).exists() and st.checkpoint_path(kept).is_file()
+        assert [tuple(r) for r in st.db.execute("SELECT run_id FROM measures")] == [(kept,)]
+    argv = ["run", *ARGS, "--corruption", "random-labels", "--max-epochs", "2", "--store", str(db)]
+    code, out, err = _main([*argv, "--json"], capsys)  # trained again, not "already finished"
+    assert code == 0 and "already" not in err
+    with Store(db, readonly=True) as st:
+        assert st.epoch_numbers(gone) == [0, 1, 2] and st.get_run(gone)["status"] == "finished"

@@ -66,3 +66,15 @@ def test_not_a_store(tmp_path):
     with pytest.raises(RethinkError):
         Store(tmp_path / "missing.db", readonly=True)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_resolve_takes_a_whole_id_or_a_unique_prefix(tmp_path):
+    with Store(tmp_path / "s.db") as st:
+        for rid in ("ab12", "ab13", "ab1", "c%_d"):
+            st.begin_run(rid, {})
+        assert st.resolve("ab12") == "ab12" and st.resolve(" ab13 ") == "ab13"
+        assert st.resolve("ab1") == "ab1"  # a whole id wins over the longer ones it prefixes
+        assert st.resolve("c%") == "c%_d"  # no SQL wildcards
+        for key, needle in (("ab", "matches 3 runs"), ("c_", "has no run"), ("", "empty")):
+            with pytest.raises(RethinkError, match=needle):
+                st.resolve(key)

@@ -334,6 +334,51 @@ class Store:
         ).fetchone()
         return row[0]
 
+    # ---- forgetting ---------------------------------------------------------------------
+    def resolve(self, key: str) -> str:
+        """The run id that `key` names: a whole run id, or a prefix of exactly one."""
+        key = key.strip()
+        if not key:
+            raise RethinkError("an empty run id; `rethink runs` lists them.")
+        rows = [
+            r[0]
+            for r in self._db.execute(
+                "SELECT run_id FROM runs WHERE substr(run_id, 1, ?) = ? ORDER BY run_id",
+                (len(key), key),
+            )
+        ]
+        if key in rows:
+            return key
+        if len(rows) == 1:
+            return rows[0]
+        if not rows:
+            where = f"the store {self.path}"
+            raise RethinkError(f"{where} has no run {key}; `rethink runs` lists them.")
+        raise RethinkError(f"'{key}' matches {len(rows)} runs in {self.path}; give more of it.")
+
+    def forget(self, run_ids: list[str]) -> dict[str, int]:
+        """Delete runs and everything kept of them (epochs, result, per-example records,
+        measures) in one transaction, then their checkpoints; run_id -> epochs deleted. A
+        sweep then runs them again from the start. The caller holds their run locks."""
+        tables = {
+            r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
+        keyed = [t for t in ("example_epochs", "example_runs", "measures") if t in tables]
+        counts = {}
+        with self._tx() as db:
+            for rid in run_ids:
+                n = db.execute("DELETE FROM epochs WHERE run_id = ?", (rid,)).rowcount
+                for table in (*keyed, "results", "runs"):
+                    db.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
+                counts[rid] = n
+        for rid in run_ids:  # after the commit: a crash in between leaves a stray file only
+            ckpt = self.checkpoint_path(rid)
+            ckpt.unlink(missing_ok=True)
+            if ckpt.parent.is_dir():
+                for tmp in ckpt.parent.glob(f".{ckpt.name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
+        return counts
+
 
 def statuses(path: str | os.PathLike) -> dict[str, str]:
     """run_id -> status of the store at `path` ({} when there is none), read through a

@@ -22,18 +22,6 @@ app.add_typer(dynamics_app, name="dynamics")
 _STORE = typer.Argument(..., help="A results store (.db) written by run or sweep.")
 
 
-def resolve_run(db, store: str, run: str) -> str:
-    """The run_id that `run` names: a full run_id or a unique prefix of one."""
-    rows = [r[0] for r in db.execute("SELECT run_id FROM runs WHERE run_id LIKE ?", (run + "%",))]
-    if run in rows:
-        return run
-    if len(rows) == 1:
-        return rows[0]
-    if not rows:
-        raise RethinkError(f"the store {store} has no run {run}; `rethink runs` lists them.")
-    raise RethinkError(f"'{run}' matches {len(rows)} runs in {store}; give more of the run_id.")
-
-
 def export_records(store: str | os.PathLike, run: str, out: str | os.PathLike) -> dict:
     """Write a run's records to `out` (.npz); returns what was written. Arrays: correct,
     margin, loss, pred (epochs, examples), row i = epoch epochs[i]; epochs, changed, labels,
@@ -44,7 +32,7 @@ def export_records(store: str | os.PathLike, run: str, out: str | os.PathLike) -
     from rethink.store import Store
 
     with Store(store, readonly=True) as st:
-        run_id = resolve_run(st.db, str(store), run)
+        run_id = st.resolve(run)
         rec = _records.load(st.db, run_id)
     arrays = {k: rec[k] for k in ("correct", "margin", "loss", "pred", "epochs", "changed")}
     arrays.update(labels=rec["labels"], clean_labels=rec["clean_labels"])
@@ -109,7 +97,7 @@ def scores_command(
     ids = None
     if runs:
         with Store(store, readonly=True) as st:
-            ids = [resolve_run(st.db, store, r) for r in runs]
+            ids = [st.resolve(r) for r in runs]
     result = store_scores(store, ids)
     if as_json:
         print(json.dumps({"runs": _finite(result)}))

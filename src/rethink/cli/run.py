@@ -173,18 +173,56 @@ def run_command(
         print(json.dumps(json_result(result, spec.run_id())))
 
 
+def _forget_runs(store: str, keys: list[str]) -> list[dict]:
+    """Forget the runs `keys` name, all or none: every key must name one run, and no run may
+    be training (its lock is held for the deletion)."""
+    from rethink.lifecycle import RunLock
+    from rethink.spec import RunSpec
+    from rethink.store import Store
+
+    if not Path(store).is_file():
+        raise RethinkError(f"no store at {store}; give the right --store path.")
+    with Store(store) as st:
+        ids = list(dict.fromkeys(st.resolve(k) for k in keys))
+        locks = []
+        try:
+            for rid in ids:
+                locks.append(RunLock(st.path, rid))
+            info = []
+            for rid in ids:
+                r = st.get_run(rid)
+                try:
+                    label = RunSpec.from_dict(r["spec"]).describe()
+                except RethinkError:
+                    label = r.get("label") or "?"
+                info.append({"run_id": rid, "label": label, "status": r["status"]})
+            counts = st.forget(ids)
+        finally:
+            for lock in locks:
+                lock.release()
+    return [{**i, "epochs": counts[i["run_id"]]} for i in info]
+
+
 @app.command("runs", cls=OneLineCommand)
 def runs_command(
     store: str = typer.Option("runs.db", "--store", help="The results store (SQLite)."),
     csv: str = typer.Option(
         None, "--csv", help="Also write runs.csv and epochs.csv here (= rethink export --to csv)."
     ),
+    forget: list[str] = typer.Option(  # noqa: B008  (a repeatable option)
+        None,
+        "--forget",
+        metavar="RUN",
+        help="Delete a run (id or unique prefix) with its epochs, result, records, measures "
+        "and checkpoint, so that a sweep trains it again from the start (repeatable).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """List the runs in a store (and export them to CSV)."""
+    """List the runs in a store (and export them to CSV, or forget some)."""
     from rethink.spec import RunSpec
     from rethink.store import Store
 
+    forgotten = _forget_runs(store, forget) if forget else []
     with Store(store, readonly=True) as st:
         runs = st.runs()
     written = []
@@ -204,8 +242,16 @@ def runs_command(
         items = [
             {**{k: r.get(k) for k in keep}, "spec": r["spec"], "result": r["result"]} for r in runs
         ]
-        print(json.dumps({"store": str(store), "runs": items, "csv": [str(p) for p in written]}))
+        csv_paths = [str(p) for p in written]
+        obj = {"store": str(store), "runs": items, "csv": csv_paths, "forgot": forgotten}
+        print(json.dumps(obj))
         return
+    for f in forgotten:
+        print(
+            f"forgot run {f['run_id']} ({f['label']}, {f['status']}, {f['epochs']} epochs); "
+            "a sweep or `rethink run` trains it again from the start.",
+            file=sys.stderr,
+        )
     console = console_for(sys.stdout)
     table = summary_table(
         [

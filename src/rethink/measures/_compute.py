@@ -107,15 +107,8 @@ def _select_runs(st: Store, runs: Sequence[str] | None) -> tuple[list[dict], lis
     """(usable runs, "run_id (why)" for each skipped one)."""
     all_runs = st.runs()
     if runs:
-        wanted = [r.strip() for r in runs if r.strip()]
         by_id = {r["run_id"]: r for r in all_runs}
-        chosen = []
-        for w in wanted:
-            hits = [r for rid, r in by_id.items() if rid.startswith(w)]
-            if len(hits) != 1:
-                why = "no run" if not hits else f"{len(hits)} runs"
-                raise RethinkError(f"--runs {w}: {why} in {st.path} matches it.")
-            chosen.append(hits[0])
+        chosen = [by_id[st.resolve(w)] for w in runs if w.strip()]
     else:
         chosen = all_runs
     usable, skipped = [], []
