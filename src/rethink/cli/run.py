@@ -191,10 +191,12 @@ def _forget_runs(store: str, keys: list[str]) -> list[dict]:
             info = []
             for rid in ids:
                 r = st.get_run(rid)
-                try:
-                    label = RunSpec.from_dict(r["spec"]).describe()
-                except RethinkError:
-                    label = r.get("label") or "?"
+                label = r.get("label")  # a sweep's row label names what the spec summary omits
+                if not label:
+                    try:
+                        label = RunSpec.from_dict(r["spec"]).describe()
+                    except RethinkError:
+                        label = "?"
                 info.append({"run_id": rid, "label": label, "status": r["status"]})
             counts = st.forget(ids)
         finally:
@@ -248,7 +250,8 @@ def runs_command(
         return
     for f in forgotten:
         print(
-            f"forgot run {f['run_id']} ({f['label']}, {f['status']}, {f['epochs']} epochs); "
+            f"forgot run {f['run_id']} ({f['label']}, {f['status']}, {f['epochs']} "
+            f"epoch{'' if f['epochs'] == 1 else 's'}); "
             "a sweep or `rethink run` trains it again from the start.",
             file=sys.stderr,
         )
