@@ -8,6 +8,7 @@ finish. Used by `rethink run` (rethink.runner.run), the sweep driver and the dem
     rec.checkpoint(state)                          # atomically, beside the store
     rec.finish(status, result) / rec.fail(error) / rec.interrupt(why)
     rec.close()                                    # frees the lock
+    forget(store, ["8d1f4e1a"])                    # a stored run and its files, to train again
 
 Rules, decided once:
 - One writer per run: `begin` takes an exclusive lock on <store>.locks/<run_id>.lock (a POSIX
@@ -145,6 +146,13 @@ def save_checkpoint(path: Path, state: dict[str, Any] | bytes) -> int:
             raise DiskFull(path, len(blob)) from None
         raise RethinkError(f"cannot write the checkpoint {path} ({err.strerror}).") from None
     return len(blob)
+
+
+def remove_temp_checkpoints(path: Path) -> None:
+    """Remove the temporary files that save_checkpoint(path, ...) calls left behind."""
+    if path.parent.is_dir():
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def dump_checkpoint(state: dict[str, Any]) -> bytes:
@@ -415,10 +423,34 @@ class Recorder:
             pass
 
     def _clean_temp_files(self) -> None:
-        folder = self.ckpt.parent
-        if folder.is_dir():
-            for tmp in folder.glob(f".{self.ckpt.name}.*.tmp"):
-                tmp.unlink(missing_ok=True)
+        remove_temp_checkpoints(self.ckpt)
+
+
+def forget(store_path: str | os.PathLike, keys: list[str]) -> list[dict[str, Any]]:
+    """Delete the runs that `keys` name (run ids or unique prefixes) with everything kept of
+    them, checkpoints included, so that the next run or sweep trains them from the start; all
+    or nothing: every key must name a run, and none may be held by a live process (its lock is
+    taken for the deletion). Returns run_id, label (the sweep's, or None), spec, status and
+    epochs (how many were deleted) of each."""
+    path = Path(store_path)
+    if not path.is_file():
+        raise RethinkError(f"no store at {path}; give the right --store path.")
+    with Store(path) as st:
+        ids = list(dict.fromkeys(st.resolve(k) for k in keys))
+        locks: list[RunLock] = []
+        try:
+            for rid in ids:
+                locks.append(RunLock(st.path, rid))
+            rows = [st.get_run(rid) for rid in ids]
+            counts = st.forget(ids)
+            for rid in ids:  # after the commit: a crash in between leaves a stray file only
+                st.checkpoint_path(rid).unlink(missing_ok=True)
+                remove_temp_checkpoints(st.checkpoint_path(rid))
+        finally:
+            for lock in locks:
+                lock.release()
+    keep = ("run_id", "label", "spec", "status")
+    return [{**{k: r.get(k) for k in keep}, "epochs": counts[r["run_id"]]} for r in rows]
 
 
 def _records():

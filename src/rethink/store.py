@@ -357,9 +357,9 @@ class Store:
         raise RethinkError(f"'{key}' matches {len(rows)} runs in {self.path}; give more of it.")
 
     def forget(self, run_ids: list[str]) -> dict[str, int]:
-        """Delete runs and everything kept of them (epochs, result, per-example records,
-        measures) in one transaction, then their checkpoints; run_id -> epochs deleted. A
-        sweep then runs them again from the start. The caller holds their run locks."""
+        """Delete the rows of runs and of everything kept of them (epochs, result, per-example
+        records, measures) in one transaction; run_id -> epochs deleted. Their checkpoint files
+        are the caller's (rethink.lifecycle.forget holds the run locks and removes them)."""
         tables = {
             r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
         }
@@ -371,12 +371,6 @@ class Store:
                 for table in (*keyed, "results", "runs"):
                     db.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
                 counts[rid] = n
-        for rid in run_ids:  # after the commit: a crash in between leaves a stray file only
-            ckpt = self.checkpoint_path(rid)
-            ckpt.unlink(missing_ok=True)
-            if ckpt.parent.is_dir():
-                for tmp in ckpt.parent.glob(f".{ckpt.name}.*.tmp"):
-                    tmp.unlink(missing_ok=True)
         return counts
 
 

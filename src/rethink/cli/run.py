@@ -174,35 +174,22 @@ def run_command(
 
 
 def _forget_runs(store: str, keys: list[str]) -> list[dict]:
-    """Forget the runs `keys` name, all or none: every key must name one run, and no run may
-    be training (its lock is held for the deletion)."""
-    from rethink.lifecycle import RunLock
+    """rethink.lifecycle.forget, each run named by its sweep label where it has one (the spec
+    summary omits what a row varies, e.g. crops and weight decay) for the message."""
+    from rethink.lifecycle import forget
     from rethink.spec import RunSpec
-    from rethink.store import Store
 
-    if not Path(store).is_file():
-        raise RethinkError(f"no store at {store}; give the right --store path.")
-    with Store(store) as st:
-        ids = list(dict.fromkeys(st.resolve(k) for k in keys))
-        locks = []
-        try:
-            for rid in ids:
-                locks.append(RunLock(st.path, rid))
-            info = []
-            for rid in ids:
-                r = st.get_run(rid)
-                label = r.get("label")  # a sweep's row label names what the spec summary omits
-                if not label:
-                    try:
-                        label = RunSpec.from_dict(r["spec"]).describe()
-                    except RethinkError:
-                        label = "?"
-                info.append({"run_id": rid, "label": label, "status": r["status"]})
-            counts = st.forget(ids)
-        finally:
-            for lock in locks:
-                lock.release()
-    return [{**i, "epochs": counts[i["run_id"]]} for i in info]
+    out = []
+    for f in forget(store, keys):
+        label = f.pop("label")
+        spec = f.pop("spec")
+        if not label:
+            try:
+                label = RunSpec.from_dict(spec).describe()
+            except RethinkError:
+                label = "?"
+        out.append({**f, "label": label})
+    return out
 
 
 @app.command("runs", cls=OneLineCommand)
