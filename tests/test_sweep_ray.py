@@ -212,3 +212,34 @@ def test_a_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path):
         assert note["from_epoch"] >= 2 and "lost" in note["why"]
     finally:
         subprocess.run([str(RAY), "stop", "--force"], capture_output=True, timeout=120)
+
+
+@pytest.mark.slow
+def test_a_time_budget_stops_ray_tasks_at_an_epoch_end_checkpointed(tmp_path):
+    """The deadline travels to the Ray tasks; each stops at its first epoch end after it, with
+    that epoch's checkpoint back in the driver's store, and nothing starts after it."""
+    doc = {
+        "name": "ray-budget",
+        "base": {
+            "data": {"dataset": "digits"},
+            "model": {"name": "mlp-1x64"},
+            "train": {"max_epochs": 5000, "batch_size": 8, "lr": 0.05, "checkpoint_every": 1000},
+        },
+        "axes": {"labels": ["none", "random-labels", "gaussian"]},
+    }
+    import torch
+
+    before = _ray_cluster.leftovers()
+    plan = plan_from_dict(doc)
+    db = tmp_path / "ray.db"
+    summary = run_sweep(plan, db, jobs=2, backend="ray", threads=1, stop_after=40)
+    assert (summary.interrupted, summary.pending) == (2, 1), summary.statuses
+    with Store(db, readonly=True) as st:
+        runs = st.runs()
+        assert len(runs) == 2 and {r["status"] for r in runs} == {"interrupted"}
+        for r in runs:
+            eps = [e["epoch"] for e in st.epochs(r["run_id"])]
+            assert eps == list(range(len(eps))) and 0 < eps[-1] < 5000
+            ckpt = torch.load(st.checkpoint_path(r["run_id"]), weights_only=True)
+            assert ckpt["epoch"] == eps[-1]
+    assert settle(before) == ([], [])

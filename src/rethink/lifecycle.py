@@ -9,6 +9,7 @@ finish. Used by `rethink run` (rethink.runner.run), the sweep driver and the dem
     rec.finish(status, result) / rec.fail(error) / rec.interrupt(why)
     rec.close()                                    # frees the lock
     forget(store, ["8d1f4e1a"])                    # a stored run and its files, to train again
+    stop = time_budget(3600)                       # should_stop: true once an hour has passed
 
 Rules, decided once:
 - One writer per run: `begin` takes an exclusive lock on <store>.locks/<run_id>.lock (a POSIX
@@ -26,6 +27,9 @@ Rules, decided once:
   the size). rethink.measures reads them. They are never resumed.
 - A checkpoint is resumed only if it is whole, belongs to the run, is not final and the store
   holds every epoch up to it; otherwise the run starts over and a notice names the file and why.
+- A time budget (`--stop-after`, `stop_after=`) stops a run at the first epoch end after it:
+  that epoch is checkpointed and the run marked interrupted, so nothing computed is lost and
+  the next start resumes right after it. A sweep starts no run once its budget is spent.
 - A full disk is bad input: one sentence naming the device and what was needed, the run marked
   interrupted where the store can still take that, temporary files removed; rerunning after
   freeing space resumes.
@@ -36,11 +40,13 @@ from __future__ import annotations
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import socket
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,35 @@ Notice = Callable[[str], None]
 
 def stderr_notice(text: str) -> None:
     print(f"note: {text}", file=sys.stderr, flush=True)
+
+
+# ---- the time budget ----------------------------------------------------------------------
+def deadline_after(stop_after: float | None) -> float | None:
+    """The wall-clock time (time.time()) `stop_after` seconds from now, or None for no budget.
+    A negative, non-finite or non-numeric budget raises RethinkError."""
+    if stop_after is None:
+        return None
+    if isinstance(stop_after, bool) or not isinstance(stop_after, (int, float)):
+        raise RethinkError(f"the time budget must be a number of seconds, not {stop_after!r}.")
+    if not math.isfinite(stop_after) or stop_after < 0:
+        raise RethinkError(
+            f"the time budget must be a finite number of seconds >= 0, not {stop_after!r}."
+        )
+    return time.time() + float(stop_after)
+
+
+def time_budget(stop_after: float | None) -> Callable[[], bool] | None:
+    """A `should_stop` that turns true once `stop_after` seconds have passed (None: None).
+    The engine asks it after every epoch, so a run stops at the first epoch end after the
+    budget, with that epoch checkpointed."""
+    return past(deadline_after(stop_after))
+
+
+def past(deadline: float | None) -> Callable[[], bool] | None:
+    """A `should_stop` that turns true at the wall-clock time `deadline` (None: None)."""
+    if deadline is None:
+        return None
+    return lambda: time.time() >= deadline
 
 
 # ---- the run lock -------------------------------------------------------------------------

@@ -28,7 +28,14 @@ from torch import nn
 
 from rethink.device import resolve_device
 from rethink.errors import RethinkError
-from rethink.lifecycle import DiskFull, Recorder, check_state_fits, provenance, stderr_notice
+from rethink.lifecycle import (
+    DiskFull,
+    Recorder,
+    check_state_fits,
+    provenance,
+    stderr_notice,
+    time_budget,
+)
 from rethink.spec import RunSpec, derive_seed
 from rethink.store import DONE, Store
 from rethink.train import EpochRecord, Progress, fit, result_of
@@ -304,6 +311,7 @@ def run(
     should_stop: Callable[[], bool] | None = None,
     notice: Callable[[str], None] = stderr_notice,
     on_batch: Progress | None = None,
+    stop_after: float | None = None,
 ) -> dict[str, Any]:
     """Run `spec` into `store`, resuming or skipping as needed; returns the result dict
     (with "skipped": True when the store already held a finished or diverged result, and
@@ -312,10 +320,17 @@ def run(
     progress: True (a display that suits where it runs: a rich bar with an ETA on a terminal,
     tqdm in Jupyter, one plain line per epoch otherwise), a mode name, False (silent) or a
     rethink.progress.RunProgress. on_epoch(EpochRecord): a callback after every epoch;
-    on_batch(epoch, done, total): one inside epochs.
+    on_batch(epoch, done, total): one inside epochs. should_stop(): asked after every epoch;
+    true stops the run there, checkpointed, with status "interrupted" (running it again
+    resumes). stop_after: a time budget in seconds from this call, the same way (the run
+    stops at the first epoch end after it).
 
     Bad input (spec, data, model, a damaged store, another process training the same run)
     raises RethinkError before anything is written."""
+    budget = time_budget(stop_after)  # checked (and started) before anything else
+    if budget is not None:
+        asked = should_stop
+        should_stop = budget if asked is None else (lambda: budget() or asked())
     spec = spec.normalized()
     check_threads(threads)
     run_id = spec.run_id()

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from rethink.cli import app
+from rethink.cli._budget import STOP_AFTER, STOPPED, parse_duration
 from rethink.cli._oneline import OneLineCommand
 from rethink.cli._run_output import Output, console_for, json_result, summary_table
 from rethink.cli._sets import SET_OPTION, parse_sets
@@ -113,6 +114,7 @@ def run_command(
     data_dir: str = typer.Option(None, "--data-dir", help="Where dataset files are found."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     threads: int = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    stop_after: str = STOP_AFTER,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Train one model on one (possibly corrupted) dataset and record it in the store.
@@ -120,6 +122,8 @@ def run_command(
     Running the same spec again resumes it from its last checkpoint, or, if it finished,
     prints the stored result without training."""
     from rethink import runner
+
+    budget = parse_duration(stop_after)
 
     flags = {
         "dataset": dataset,
@@ -160,10 +164,17 @@ def run_command(
         device=device,
         progress=view,
         threads=threads,
+        stop_after=budget,
     )
+    stopped = result["status"] == "interrupted" and not result.get("skipped")
+    if stopped:
+        out.say(
+            f"stopped at the time budget ({stop_after}) after epoch {result.get('epochs')}, "
+            f"checkpointed; run the same command again to resume."
+        )
     if result.get("skipped"):
         out.say(f"run {spec.run_id()} already {result['status']} in {store}; not run again.")
-    if spec.train.until_fit and result.get("epochs_to_fit") is None:
+    if spec.train.until_fit and result.get("epochs_to_fit") is None and not stopped:
         out.say(
             f"the training set was not fit within {result.get('epochs')} epochs; "
             "raise --max-epochs or try a constant schedule or another --lr."
@@ -171,6 +182,8 @@ def run_command(
     out.summary([(spec.run_id()[:8], result)], title=f"{spec.run_id()}: {spec.describe()}")
     if as_json:
         print(json.dumps(json_result(result, spec.run_id())))
+    if stopped:
+        raise typer.Exit(STOPPED)
 
 
 def _forget_runs(store: str, keys: list[str]) -> list[dict]:

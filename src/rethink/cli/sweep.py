@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from rethink.cli import app
+from rethink.cli._budget import STOP_AFTER, STOPPED, parse_duration
 from rethink.cli._oneline import OneLineCommand
 from rethink.cli._sets import SET_OPTION, parse_sets
 
@@ -37,14 +38,20 @@ def sweep_command(
     device: str = _DEVICE,
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs; run nothing."),
     sets: list[str] = SET_OPTION,
+    stop_after: str = STOP_AFTER,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
     """Run every run of a sweep file or preset; finished runs are skipped, unfinished ones
     resume."""
     from rethink.sweep import load_sweep, preset_path
 
+    budget = parse_duration(stop_after)
     plan = load_sweep(preset_path(file), scale=scale, overrides=parse_sets(sets))
-    _run(plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json)
+    summary = _run(
+        plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json, budget
+    )
+    if _stopped(summary):
+        raise typer.Exit(STOPPED)
 
 
 @app.command("reproduce", cls=OneLineCommand)
@@ -64,17 +71,26 @@ def reproduce_command(
     data_dir: str = _DATA,
     device: str = _DEVICE,
     sets: list[str] = SET_OPTION,
+    stop_after: str = STOP_AFTER,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object as the last line."),
 ) -> None:
-    """Run a paper preset at a scale, then write its report (figures, tables, report.html)."""
+    """Run a paper preset at a scale, then write its report (figures, tables, report.html).
+    With --stop-after, a sweep stopped by its budget writes no report (exit status 3)."""
     from rethink.report import write_report
     from rethink.sweep import load_sweep, preset_path
 
+    budget = parse_duration(stop_after)
     plan = load_sweep(preset_path(name), scale=scale, overrides=parse_sets(sets))
     scale = plan.scale
     out = Path(out) if out else Path("results") / plan.name
     store = Path(store) if store else out / "runs.db"
-    summary = _run(plan, store, jobs, threads, backend, address, data_dir, device, False, False)
+    summary = _run(
+        plan, store, jobs, threads, backend, address, data_dir, device, False, False, budget
+    )
+    if _stopped(summary):
+        if not as_json:
+            print(f"no report yet: it is written once every run of {plan.name} has ended.")
+        raise typer.Exit(STOPPED)
     note = f"{plan.description} Preset {name}, scale {scale}."
     if plan.meta.get("expect"):
         note += f" Expected: {plan.meta['expect']}."
@@ -92,7 +108,14 @@ def reproduce_command(
         print(json.dumps({**d, "store": str(store), "out": str(out), "files": len(written)}))
 
 
-def _run(plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json):
+def _stopped(summary) -> bool:
+    """Whether the sweep stopped at its time budget with runs left (interrupted or pending)."""
+    return summary is not None and (summary.interrupted > 0 or summary.pending > 0)
+
+
+def _run(
+    plan, store, jobs, threads, backend, address, data_dir, device, dry_run, as_json, budget=None
+):
     from rethink.sweep import default_store_path, run_sweep
 
     store = Path(store) if store else default_store_path(plan)
@@ -115,6 +138,7 @@ def _run(plan, store, jobs, threads, backend, address, data_dir, device, dry_run
                 data_dir=str(data_dir) if data_dir else None,
                 device=device,
                 on_event=view.event,
+                stop_after=budget,
             )
     except KeyboardInterrupt:
         print(
@@ -169,9 +193,16 @@ def _print_summary(summary, store) -> None:
         f"sweep {s.sweep}: {s.total} runs - {s.finished} finished, {s.skipped} skipped "
         f"(already done), {s.diverged} diverged, {s.failed} failed"
         + (f", {s.interrupted} interrupted" if s.interrupted else "")
+        + (f", {s.pending} not started" if s.pending else "")
         + f" in {s.seconds:.0f} s; store {store}",
         highlight=False,
     )
+    if s.interrupted or s.pending:  # only a time budget ends a sweep that way without raising
+        Console(stderr=True).print(
+            f"stopped at the time budget: {s.interrupted} run(s) checkpointed at their last "
+            f"epoch, {s.pending} not started; run the same command again to resume.",
+            highlight=False,
+        )
     for run_id, err in s.errors.items():
         Console().print(f"  failed {run_id}: {err}", highlight=False)
     if s.failed:

@@ -7,7 +7,9 @@ usable checkpoint or start over, every epoch, checkpoint and result written as i
 A failing run is recorded as failed and the rest go on; a run another process is training is
 left to it (reported, not written). An interrupt (Ctrl-C, SIGTERM) marks the runs in flight as
 interrupted; running the same sweep again resumes them. A SIGKILL leaves them 'running', which
-the next start treats the same way.
+the next start treats the same way. A time budget (`stop_after`) stops each run in flight at
+its first epoch end past the budget, that epoch checkpointed (status interrupted: nothing
+computed is lost), and starts no run after it (those stay pending, with nothing written).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class SweepSummary:
     diverged: int = 0
     failed: int = 0
     interrupted: int = 0
+    pending: int = 0  # not started: the time budget was spent first
     seconds: float = 0.0
     statuses: dict[str, str] = field(default_factory=dict)  # run_id -> status
     errors: dict[str, str] = field(default_factory=dict)  # run_id -> one line
@@ -51,9 +54,15 @@ class _Writer:
     """Turns worker messages into store writes through one Recorder per run in flight."""
 
     def __init__(
-        self, store: Store, plan: SweepPlan, on_event: Callable | None, notice=stderr_notice
+        self,
+        store: Store,
+        plan: SweepPlan,
+        on_event: Callable | None,
+        notice=stderr_notice,
+        deadline: float | None = None,
     ):
         self.store, self.plan, self.on_event, self.notice = store, plan, on_event, notice
+        self.deadline = deadline
         self.specs = {r.run_id: r for r in plan.runs}
         self.active: dict[str, Recorder] = {}
         self.final: dict[str, str] = {}
@@ -61,7 +70,10 @@ class _Writer:
 
     def prepare(self, run_id: str) -> Any:
         """Begin the run; returns its checkpoint path to resume from, None, or SKIP (another
-        process holds the run: nothing is written for it)."""
+        process holds the run, or the time budget is spent: nothing is written for it)."""
+        if self.deadline is not None and time.time() >= self.deadline:
+            self.final[run_id] = "pending"
+            return SKIP
         run = self.specs[run_id]
         rec = Recorder(
             self.store, run.spec.normalized(), sweep=self.plan.name, label=run.label,
@@ -151,6 +163,7 @@ def run_sweep(
     notice: Callable[[str], None] = stderr_notice,
     check: bool = True,
     threads: int | None = None,
+    stop_after: float | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of `plan`, writing `store`; returns the summary.
 
@@ -158,6 +171,9 @@ def run_sweep(
     'end' (status) for progress displays. KeyboardInterrupt propagates after the runs in
     flight are marked interrupted. `check`: set up every distinct data / model combination
     of the unfinished runs before the first one starts (bad input then writes nothing).
+    `stop_after`: a time budget in seconds from this call; each run in flight stops at its
+    first epoch end after it, checkpointed and marked interrupted, and no run starts after it
+    (counted as `pending`); running the sweep again resumes.
     """
     if jobs < 1:
         raise RethinkError("--jobs must be at least 1.")
@@ -168,6 +184,9 @@ def run_sweep(
         raise RethinkError(f"unknown backend '{backend}'; choose local or ray.")
     if address and backend != "ray":
         raise RethinkError("--address is only for --backend ray.")
+    from rethink.lifecycle import deadline_after
+
+    deadline = deadline_after(stop_after)
     own = not isinstance(store, Store)
     t0 = time.time()
     if check and own:  # every check before the store is opened, locked or created
@@ -200,13 +219,15 @@ def run_sweep(
         opts: dict[str, Any] = {"execute": execute, "data_dir": data_dir, "device": device}
         if threads is not None:  # torch threads per run (default: all cores / jobs)
             opts["threads"] = threads
+        if deadline is not None:
+            opts["deadline"] = deadline
         if backend == "ray":
             executor: Any = RayExecutor(jobs, address=address, **opts)
         elif jobs == 1:
             executor = InlineExecutor(**opts)
         else:
             executor = LocalExecutor(jobs, **opts)
-        writer = _Writer(st, plan, on_event, notice)
+        writer = _Writer(st, plan, on_event, notice, deadline)
         restore = _sigterm_as_interrupt()
         try:
             if todo:

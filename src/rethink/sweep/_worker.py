@@ -13,7 +13,9 @@ tuples:
                                             file format as `rethink run` writes
     ("done", run_id, result)                the result dict (its status from the engine)
     ("error", run_id, message)              the run failed; message is one line
-Checkpoints travel as bytes so they need no shared file system or shared memory.
+Checkpoints travel as bytes so they need no shared file system or shared memory. With a
+`deadline` (a sweep's time budget, as time.time()) the run stops at the first epoch end past it,
+that epoch checkpointed, and reports "done" with status "interrupted".
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rethink.lifecycle import dump_checkpoint, read_checkpoint
+from rethink.lifecycle import dump_checkpoint, past, read_checkpoint
 
 Send = Callable[[tuple], None]
 DEFAULT_EXECUTE = "rethink.runner:execute"
@@ -52,8 +54,11 @@ def run_one(
     data_dir: str | None = None,
     device: str = "auto",
     threads: int | None = None,
+    deadline: float | None = None,
 ) -> None:
-    """Compute one run and report it through `send`; only KeyboardInterrupt escapes."""
+    """Compute one run and report it through `send`; only KeyboardInterrupt escapes.
+    `deadline` is handed to `execute` as should_stop (only when given, so an `execute` of
+    one's own needs that argument only for sweeps with a time budget)."""
     from rethink.errors import RethinkError
     from rethink.spec import RunSpec
 
@@ -72,6 +77,8 @@ def run_one(
         def on_checkpoint(epoch: int, state: dict) -> None:
             send(("ckpt", run_id, int(epoch), dump_checkpoint(state)))
 
+        budget = {} if deadline is None else {"should_stop": past(deadline)}
+
         with cpu_threads(threads):
             result = fn(
                 spec,
@@ -82,6 +89,7 @@ def run_one(
                 on_epoch=on_epoch,
                 on_checkpoint=on_checkpoint,
                 on_restart=lambda why: send(("restart", run_id, why)),
+                **budget,
             )
         send(("done", run_id, dict(result)))
     except KeyboardInterrupt:
