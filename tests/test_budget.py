@@ -177,3 +177,14 @@ def test_worker_processes_stop_at_the_budget_and_the_sweep_exits_3(tmp_path):
             eps = [e["epoch"] for e in st.epochs(r["run_id"])]
             assert eps == list(range(len(eps))) and eps[-1] < 2000
             assert _ckpt_epoch(db, r["run_id"]) == eps[-1]  # nothing computed is lost
+
+
+def test_reproduce_stopped_by_its_budget_writes_no_report(tmp_path, capsys):
+    out = tmp_path / "rep"
+    argv = ["reproduce", "fig1a", "--scale", "smoke", "--out", str(out), "--stop-after", "0"]
+    code, stdout, err = _main(argv, capsys)
+    assert code == STOPPED and "Traceback" not in err
+    assert "no report yet" in stdout and "5 not started" in stdout.replace("\n", " ")
+    assert not (out / "report.html").exists()
+    with Store(out / "runs.db", readonly=True) as st:
+        assert st.runs() == []  # a budget spent before the first run: nothing started
