@@ -94,8 +94,11 @@ def test_sweep_plain_lines_exactly():
     sp.started("gaussian seed=0", "cccc", 7)
     now[0] = 90.0
     sp.finished("gaussian seed=0", "cccc", "diverged", {"epochs": 9, "seconds": 30.0})
+    assert sp.eta() == pytest.approx(45.0)
+    sp.started("flips seed=0", "dddd", None)
+    sp.finished("flips seed=0", "dddd", "interrupted", {})  # Ctrl-C: no result
     sp.close()
-    assert s.getvalue().splitlines() == [
+    assert s.getvalue().splitlines()[:-1] == [
         "fig1a: skipped aaaa (true labels seed=0), already done",
         "fig1a [2/4]: bbbb (random labels seed=0) finished, 3 epochs, fit at epoch 3, "
         "test acc 42.11%, 3m05s; sweep eta 2m00s",
@@ -103,7 +106,13 @@ def test_sweep_plain_lines_exactly():
         "fig1a [3/4]: cccc (gaussian seed=0) diverged, 9 epochs, not fit, test acc -, 30s; "
         "sweep eta 45s",
     ]
-    assert sp.eta() == pytest.approx(45.0)
+    assert (
+        s.getvalue()
+        .splitlines()[-1]
+        .startswith(
+            "fig1a [4/4]: dddd (flips seed=0) interrupted, resumes from its last checkpoint; "
+        )
+    )
 
 
 def test_quiet_prints_nothing():

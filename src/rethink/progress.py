@@ -410,9 +410,11 @@ class SweepProgress(_Display):
         if task is not None:
             self._bar.remove_task(task)
         eta = format_duration(self.eta())
+        # an interrupt reports no result: the run resumes from its last checkpoint
+        what = format_result(result) if result else "resumes from its last checkpoint"
         self._say(
             f"{self.name} [{self.done}/{self.total}]: {run_id} ({run_label}) {status}, "
-            f"{format_result(result or {})}; sweep eta {eta}"
+            f"{what}; sweep eta {eta}"
         )
         self._advance()
 
