@@ -8,9 +8,9 @@ import sys
 
 import pytest
 import torch
+from _cli import run_cli
 
 from rethink import lifecycle, runner
-from rethink.cli import main
 from rethink.cli._budget import STOPPED, parse_duration
 from rethink.errors import RethinkError
 from rethink.spec import RunSpec
@@ -29,16 +29,6 @@ SWEEP = {
     "base": TINY,
     "axes": {"labels": ["none", "random-labels", "gaussian"]},
 }
-
-
-def _main(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(
@@ -81,7 +71,7 @@ def test_run_stops_at_its_budget_checkpointed_and_resumes_to_the_same_numbers(tm
     args = ["run", "--dataset", "digits", "--train-size", "300", "--model", "mlp-1x32", "--lr",
             "0.05", "--max-epochs", "6", "--checkpoint-every", "4", "--threads", "1"]  # fmt: skip
     db = tmp_path / "r.db"
-    code, out, err = _main([*args, "--store", str(db), "--stop-after", "0"], capsys)
+    code, out, err = run_cli([*args, "--store", str(db), "--stop-after", "0"], capsys)
     assert code == STOPPED
     assert "stopped at the time budget" in out + err and "run the same command again" in out + err
     run_id = RunSpec.from_dict(TINY).normalized().run_id()
@@ -89,10 +79,10 @@ def test_run_stops_at_its_budget_checkpointed_and_resumes_to_the_same_numbers(tm
         assert st.get_run(run_id)["status"] == "interrupted"
     # stopped after epoch 0, which is checkpointed although checkpoint_every is 4
     assert _epochs(db, run_id) == [0] and _ckpt_epoch(db, run_id) == 0
-    code, out, err = _main([*args, "--store", str(db)], capsys)
+    code, out, err = run_cli([*args, "--store", str(db)], capsys)
     assert code == 0 and "Traceback" not in err
     assert _epochs(db, run_id) == list(range(7))
-    code, _, _ = _main([*args, "--store", str(tmp_path / "clean.db")], capsys)
+    code, _, _ = run_cli([*args, "--store", str(tmp_path / "clean.db")], capsys)
     with Store(db, readonly=True) as a, Store(tmp_path / "clean.db", readonly=True) as b:
         resumed, clean = a.epochs(run_id), b.epochs(run_id)
     keys = ("train_loss", "train_acc", "test_loss", "test_acc", "step")
@@ -106,7 +96,7 @@ def test_bad_stop_after_on_the_command_line_writes_nothing(tmp_path, capsys):
         ["sweep", "fig1a", "--scale", "smoke", "--store", str(db)],
         ["reproduce", "fig1a", "--scale", "smoke", "--store", str(db), "--out", str(tmp_path)],
     ):
-        code, out, err = _main([*cmd, "--stop-after", "soon"], capsys)
+        code, out, err = run_cli([*cmd, "--stop-after", "soon"], capsys)
         assert code == 2
         lines = err.strip().splitlines()
         assert len(lines) == 1 and "--stop-after takes a duration" in lines[0]
@@ -182,7 +172,7 @@ def test_worker_processes_stop_at_the_budget_and_the_sweep_exits_3(tmp_path):
 def test_reproduce_stopped_by_its_budget_writes_no_report(tmp_path, capsys):
     out = tmp_path / "rep"
     argv = ["reproduce", "fig1a", "--scale", "smoke", "--out", str(out), "--stop-after", "0"]
-    code, stdout, err = _main(argv, capsys)
+    code, stdout, err = run_cli(argv, capsys)
     assert code == STOPPED and "Traceback" not in err
     assert "no report yet" in stdout and "5 not started" in stdout.replace("\n", " ")
     assert not (out / "report.html").exists()

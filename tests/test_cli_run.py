@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from _cli import run_cli
 
-from rethink.cli import main
 from rethink.store import Store
 
 ARGS = ["--dataset", "digits", "--train-size", "300", "--model", "mlp-1x64", "--threads", "1"]
@@ -17,20 +17,10 @@ ARGS = ["--dataset", "digits", "--train-size", "300", "--model", "mlp-1x64", "--
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _main(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_run_json_then_skip(tmp_path, capsys):
     db = str(tmp_path / "r.db")
     argv = ["run", *ARGS, "--corruption", "random", "--lr", "0.1", "--max-epochs", "3"]
-    code, out, err = _main([*argv, "--store", db, "--json"], capsys)
+    code, out, err = run_cli([*argv, "--store", db, "--json"], capsys)
     assert code == 0, err
     obj = json.loads(out.strip().splitlines()[-1])
     keys = {"run_id", "status", "epochs", "epochs_to_fit", "train_acc", "test_acc"}
@@ -38,10 +28,10 @@ def test_run_json_then_skip(tmp_path, capsys):
     assert keys <= obj.keys()
     assert obj["status"] == "finished" and obj["epochs"] == 3 and obj["epochs_to_fit"] is None
     assert "epoch 3/3" in err  # human lines go to stderr under --json
-    code, out2, _ = _main([*argv, "--store", db, "--json"], capsys)
+    code, out2, _ = run_cli([*argv, "--store", db, "--json"], capsys)
     again = json.loads(out2.strip().splitlines()[-1])
     assert code == 0 and again["skipped"] is True and again["test_acc"] == obj["test_acc"]
-    code, out3, _ = _main([*argv, "--store", db], capsys)  # people's output: a table
+    code, out3, _ = run_cli([*argv, "--store", db], capsys)  # people's output: a table
     assert code == 0 and "already finished" in out3 and "test acc" in out3
 
 
@@ -52,7 +42,7 @@ def test_flags_override_the_toml_config(tmp_path, capsys):
         '[train]\nlr = 0.05\nmax_epochs = 2\nschedule = "paper"\n'
     )
     db = tmp_path / "r.db"
-    code, out, err = _main(
+    code, out, err = run_cli(
         ["run", "--config", str(cfg), "--lr", "0.2", "--store", str(db), "--json"], capsys
     )
     assert code == 0, err
@@ -80,7 +70,9 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys, extra, n
     (tmp_path / "BAD").write_text("[train\nlr = ")
     extra = [str(tmp_path / e) if e in ("EMPTY", "BAD", "MISSING") else e for e in extra]
     db = tmp_path / "r.db"
-    code, out, err = _main(["run", *ARGS, "--max-epochs", "1", *extra, "--store", str(db)], capsys)
+    code, out, err = run_cli(
+        ["run", *ARGS, "--max-epochs", "1", *extra, "--store", str(db)], capsys
+    )
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err
@@ -91,18 +83,20 @@ def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys, extra, n
 def test_runs_lists_and_exports(tmp_path, capsys):
     db = str(tmp_path / "r.db")
     for corruption in ("none", "random-labels"):
-        code, _, err = _main(
+        code, _, err = run_cli(
             ["run", *ARGS, "--corruption", corruption, "--max-epochs", "1", "--store", db], capsys
         )
         assert code == 0, err
-    code, out, _ = _main(["runs", "--store", db, "--json", "--csv", str(tmp_path / "csv")], capsys)
+    code, out, _ = run_cli(
+        ["runs", "--store", db, "--json", "--csv", str(tmp_path / "csv")], capsys
+    )
     obj = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and len(obj["runs"]) == 2
     assert {r["status"] for r in obj["runs"]} == {"finished"}
     assert (tmp_path / "csv" / "epochs.csv").read_text().count("\n") == 1 + 2 * 2
-    code, out, _ = _main(["runs", "--store", db], capsys)
+    code, out, _ = run_cli(["runs", "--store", db], capsys)
     assert code == 0 and "2 runs" in out
-    code, _, err = _main(["runs", "--store", str(tmp_path / "none.db")], capsys)
+    code, _, err = run_cli(["runs", "--store", str(tmp_path / "none.db")], capsys)
     assert code == 2 and err.startswith("error: ")
 
 
@@ -200,7 +194,7 @@ def test_set_overrides_any_spec_field_and_unknown_keys_list_the_known_ones(tmp_p
             "--set", "train.lr=0.05", "--set", "data.train_size=500",
             "--set", "subset_seed=3", "--set", "train.step_gamma=0.5",
             "--store", db, "--json"]  # fmt: skip
-    code, out, err = _main(argv, capsys)
+    code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     with Store(db, readonly=True) as st:
         (run,) = st.runs()
@@ -213,7 +207,7 @@ def test_set_overrides_any_spec_field_and_unknown_keys_list_the_known_ones(tmp_p
         ("train.lr=inf", "must be a finite number"),
         ("lr", "--set takes KEY=VALUE"),
     ):
-        code, _, err = _main([*argv[:-3], "--set", bad, "--store", db], capsys)
+        code, _, err = run_cli([*argv[:-3], "--set", bad, "--store", db], capsys)
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and words in lines[0], err
     assert (tmp_path / "s.db").read_bytes() == before
@@ -253,7 +247,7 @@ def test_a_run_without_a_dataset_or_with_an_unused_parameter_is_refused(tmp_path
             "takes no probability",
         ),  # fmt: skip
     ):
-        code, _, err = _main([*argv, "--store", str(db)], capsys)
+        code, _, err = run_cli([*argv, "--store", str(db)], capsys)
         assert code == 2 and words in err and len(err.strip().splitlines()) == 1, err
     assert not db.exists()
 
@@ -267,7 +261,7 @@ def test_runs_forget_deletes_a_run_and_a_sweep_reruns_it(tmp_path, capsys):
     ids = {}
     for corruption in ("none", "random-labels"):
         argv = ["run", *ARGS, "--corruption", corruption, "--max-epochs", "2", "--store", str(db)]
-        code, out, err = _main([*argv, "--json"], capsys)
+        code, out, err = run_cli([*argv, "--json"], capsys)
         assert code == 0, err
         ids[corruption] = json.loads(out.strip().splitlines()[-1])["run_id"]
     gone, kept = ids["random-labels"], ids["none"]
@@ -289,16 +283,16 @@ def test_runs_forget_deletes_a_run_and_a_sweep_reruns_it(tmp_path, capsys):
     for bad, needle in (([" "], "empty run id"), (["0" * 16], "has no run"),
                         ([gone[:6], "0" * 16], "has no run")):  # fmt: skip
         args = [a for k in bad for a in ("--forget", k)]
-        code, _, err = _main(["runs", "--store", str(db), *args], capsys)
+        code, _, err = run_cli(["runs", "--store", str(db), *args], capsys)
         assert code == 2 and err.startswith("error: ") and needle in err, err
     lock = RunLock(db, gone)  # a run being trained is not forgotten
     try:
-        code, _, err = _main(["runs", "--store", str(db), "--forget", gone[:6]], capsys)
+        code, _, err = run_cli(["runs", "--store", str(db), "--forget", gone[:6]], capsys)
         assert code == 2 and "being trained" in err
     finally:
         lock.release()
     assert snapshot() == before  # refused: all or nothing
-    code, out, err = _main(["runs", "--store", str(db), "--forget", gone[:6], "--json"], capsys)
+    code, out, err = run_cli(["runs", "--store", str(db), "--forget", gone[:6], "--json"], capsys)
     assert code == 0, err
     obj = json.loads(out.strip().splitlines()[-1])
     assert [f["run_id"] for f in obj["forgot"]] == [gone] and obj["forgot"][0]["epochs"] == 3
@@ -308,7 +302,7 @@ def test_runs_forget_deletes_a_run_and_a_sweep_reruns_it(tmp_path, capsys):
         assert not st.checkpoint_path(gone).exists() and st.checkpoint_path(kept).is_file()
         assert [tuple(r) for r in st.db.execute("SELECT run_id FROM measures")] == [(kept,)]
     argv = ["run", *ARGS, "--corruption", "random-labels", "--max-epochs", "2", "--store", str(db)]
-    code, out, err = _main([*argv, "--json"], capsys)  # trained again, not "already finished"
+    code, out, err = run_cli([*argv, "--json"], capsys)  # trained again, not "already finished"
     assert code == 0 and "already" not in err
     with Store(db, readonly=True) as st:
         assert st.epoch_numbers(gone) == [0, 1, 2] and st.get_run(gone)["status"] == "finished"

@@ -6,9 +6,9 @@ import json
 import sqlite3
 
 import pytest
+from _cli import run_cli
 
 from rethink import measures, runner
-from rethink.cli import main
 from rethink.spec import RunSpec
 
 
@@ -38,18 +38,8 @@ def store(tmp_path_factory):
     torch.set_num_threads(before)
 
 
-def _cli(args, capsys):
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_measures_json_on_a_fresh_store(store, capsys):
-    code, out, err = _cli(["measures", str(store), "--json", "--sample", "150"], capsys)
+    code, out, err = run_cli(["measures", str(store), "--json", "--sample", "150"], capsys)
     assert code == 0, err
     doc = json.loads(out.strip().splitlines()[-1])
     assert set(doc) == {"measures", "scores"}
@@ -66,7 +56,7 @@ def test_measures_json_on_a_fresh_store(store, capsys):
     assert inc["dist_init"]["runs"] == 4 and exc["dist_init"]["runs"] == 3
     assert "[4/4]" in err and "ETA" in err
     # a second call computes nothing: every value is stored
-    code, out, err = _cli(["measures", str(store), "--json", "--only", "params"], capsys)
+    code, out, err = run_cli(["measures", str(store), "--json", "--only", "params"], capsys)
     assert code == 0 and "all 1 measures stored" in err
     db = sqlite3.connect(store)
     assert db.execute("SELECT COUNT(*) FROM measures").fetchone() == (4 * len(names),)
@@ -75,7 +65,7 @@ def test_measures_json_on_a_fresh_store(store, capsys):
 
 
 def test_force_recomputes_and_only_limits(store, capsys):
-    code, out, err = _cli(
+    code, out, err = run_cli(
         ["measures", str(store), "--json", "--only", "hessian_trace,params", "--force"], capsys
     )
     assert code == 0, err
@@ -85,12 +75,12 @@ def test_force_recomputes_and_only_limits(store, capsys):
 
 
 def test_bad_input_is_one_sentence(store, tmp_path, capsys):
-    code, _, err = _cli(["measures", str(store), "--only", "vc_dimension"], capsys)
+    code, _, err = run_cli(["measures", str(store), "--only", "vc_dimension"], capsys)
     assert code == 2 and err.startswith("error: unknown measure 'vc_dimension'")
     assert len(err.strip().splitlines()) == 1
-    code, _, err = _cli(["measures", str(tmp_path / "none.db")], capsys)
+    code, _, err = run_cli(["measures", str(tmp_path / "none.db")], capsys)
     assert code == 2 and "no store" in err
-    code, _, err = _cli(["measures", str(store), "--runs", "ffffffff"], capsys)
+    code, _, err = run_cli(["measures", str(store), "--runs", "ffffffff"], capsys)
     assert code == 2 and "no run" in err
 
 
@@ -99,7 +89,7 @@ def test_a_run_without_checkpoint_is_refused_with_the_reason(store, tmp_path, ca
 
     copy = tmp_path / "copy.db"
     shutil.copy(store, copy)
-    code, _, err = _cli(["measures", str(copy)], capsys)
+    code, _, err = run_cli(["measures", str(copy)], capsys)
     assert code == 2
     assert "no final checkpoint" in err and err.count("no final checkpoint") == 4
 

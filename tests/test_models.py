@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _cli import run_cli
 
 from rethink import models
-from rethink.cli import main
 from rethink.errors import RethinkError
 
 # Every concrete model `describe` lists, plus members of the pattern families.
@@ -183,35 +183,25 @@ def test_lrn_band_is_not_in_state_dict():
     assert not any("band" in k for k in net.state_dict())
 
 
-def _cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_models_json(capsys):
-    code, out, _ = _cli(["models", "--json"], capsys)
+    code, out, _ = run_cli(["models", "--json"], capsys)
     assert code == 0
     got = {m["name"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
     for name, count in PAPER_COUNTS.items():
         assert got[name]["params"] == count
     assert got["inception-small"]["default_lr"] == 0.1
     assert got["alexnet-small"]["default_lr"] == 0.01
-    code, out, _ = _cli(["models", "--input-shape", "1,1,40", "--classes", "100", "--json"],
+    code, out, _ = run_cli(["models", "--input-shape", "1,1,40", "--classes", "100", "--json"],
                         capsys)  # fmt: skip
     got = {m["name"]: m for m in json.loads(out.strip().splitlines()[-1])["models"]}
     assert got["mlp-1x512"]["params"] == 40 * 512 + 512 + 512 * 100 + 100
 
 
 def test_cli_models_table_and_bad_input(capsys):
-    code, out, _ = _cli(["models"], capsys)
+    code, out, _ = run_cli(["models"], capsys)
     assert code == 0 and "1,387,786" in out and "inception-small-nobn" in out
     for bad in (["--input-shape", "3,28"], ["--input-shape", "3,a,28"], ["--classes", "1"]):
-        code, _, err = _cli(["models", *bad], capsys)
+        code, _, err = run_cli(["models", *bad], capsys)
         assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 

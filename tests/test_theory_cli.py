@@ -6,22 +6,11 @@ import subprocess
 import sys
 
 import pytest
-
-from rethink.cli import main
-
-
-def _run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from _cli import run_cli
 
 
 def test_expressivity_json_on_random_labels(capsys):
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         [
             "theory",
             "expressivity",
@@ -52,7 +41,7 @@ def test_expressivity_json_on_random_labels(capsys):
 
 
 def test_expressivity_random_points_real_targets(capsys):
-    code, out, _ = _run(
+    code, out, _ = run_cli(
         ["theory", "expressivity", "--n", "3000", "--d", "20", "--classes", "0", "--json"], capsys
     )
     rep = json.loads(out.strip().splitlines()[-1])
@@ -61,12 +50,12 @@ def test_expressivity_random_points_real_targets(capsys):
 
 
 def test_expressivity_table_for_people(capsys):
-    code, out, _ = _run(["theory", "expressivity", "--n", "200", "--d", "3"], capsys)
+    code, out, _ = run_cli(["theory", "expressivity", "--n", "200", "--d", "3"], capsys)
     assert code == 0 and "2n + d" in out and "train accuracy" in out
 
 
 def test_kernel_json(capsys):
-    code, out, _ = _run(["theory", "kernel", "--dataset", "digits", "--json"], capsys)
+    code, out, _ = run_cli(["theory", "kernel", "--dataset", "digits", "--json"], capsys)
     rep = json.loads(out.strip().splitlines()[-1])
     assert code == 0 and rep["solver"] == "dense" and rep["n"] == 1437
     assert rep["train_error"] == 0.0 and rep["residual"] < 1e-8 and rep["test_error"] < 0.05
@@ -95,7 +84,7 @@ def test_kernel_json(capsys):
     ],
 )
 def test_bad_arguments_are_one_line(argv, match, capsys):
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(argv, capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0]
@@ -126,7 +115,7 @@ def test_expressivity_too_large_is_refused_before_allocating(capsys):
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    code, _, err = _run(["theory", "expressivity", "--n", "10000000000", "--d", "784"], capsys)
+    code, _, err = run_cli(["theory", "expressivity", "--n", "10000000000", "--d", "784"], capsys)
     assert code == 2 and err.count("\n") == 1 and err.startswith("error: ")
     assert "TiB of memory" in err and "available" in err and "--n" in err
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
@@ -142,12 +131,12 @@ def test_memory_needed_counts_the_points_and_the_arrays():
 
 
 def test_expressivity_table_names_the_parameter_count_and_has_no_empty_rows(capsys):
-    code, out, _ = _run(["theory", "expressivity", "--n", "30", "--d", "5", "--classes", "0",
+    code, out, _ = run_cli(["theory", "expressivity", "--n", "30", "--d", "5", "--classes", "0",
                          "--n-test", "0"], capsys)  # fmt: skip
     assert code == 0
     assert "parameters d + n + kn" in out and "65 = 5 + 30 + 1 x 30" in out
     assert "weights per output 2n + d" in out
     for absent in ("accuracy", "RMSE", "test points", "│ - "):
         assert absent not in out  # nothing measured, nothing shown
-    code, out, _ = _run(["theory", "expressivity", "--n", "30", "--d", "5"], capsys)
+    code, out, _ = run_cli(["theory", "expressivity", "--n", "30", "--d", "5"], capsys)
     assert "train accuracy" in out and "RMSE" not in out
