@@ -197,7 +197,7 @@ def _print_summary(summary, store) -> None:
         + f" in {s.seconds:.0f} s; store {store}",
         highlight=False,
     )
-    if s.interrupted or s.pending:  # only a time budget ends a sweep that way without raising
+    if _stopped(s):  # only a time budget ends a sweep that way without raising
         Console(stderr=True).print(
             f"stopped at the time budget: {s.interrupted} run(s) checkpointed at their last "
             f"epoch, {s.pending} not started; run the same command again to resume.",
