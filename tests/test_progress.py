@@ -88,7 +88,7 @@ def test_sweep_plain_lines_exactly():
     sp = SweepProgress("fig1a", 4, stream=s, clock=lambda: now[0])
     sp.skipped("true labels seed=0", "aaaa")
     sp.started("random labels seed=0", "bbbb", None)
-    sp.epoch("bbbb", _rec(1))  # nothing off a terminal
+    sp.epoch("bbbb", _rec(1))  # within a minute of the run's last line: nothing
     now[0] = 60.0
     sp.finished("random labels seed=0", "bbbb", "finished", _RESULT)
     sp.started("gaussian seed=0", "cccc", 7)
@@ -100,11 +100,13 @@ def test_sweep_plain_lines_exactly():
     sp.close()
     assert s.getvalue().splitlines()[:-1] == [
         "fig1a: skipped aaaa (true labels seed=0), already done",
+        "fig1a: started bbbb (random labels seed=0)",
         "fig1a [2/4]: bbbb (random labels seed=0) finished, 3 epochs, fit at epoch 3, "
         "test acc 42.11%, 3m05s; sweep eta 2m00s",
         "fig1a: resumed cccc (gaussian seed=0) from epoch 7",
         "fig1a [3/4]: cccc (gaussian seed=0) diverged, 9 epochs, not fit, test acc -, 30s; "
         "sweep eta 45s",
+        "fig1a: started dddd (flips seed=0)",
     ]
     assert (
         s.getvalue()
@@ -113,6 +115,41 @@ def test_sweep_plain_lines_exactly():
             "fig1a [4/4]: dddd (flips seed=0) interrupted, resumes from its last checkpoint; "
         )
     )
+
+
+def test_sweep_plain_epoch_line_once_a_heartbeat_per_run():
+    """Off a terminal a sweep of hour-long runs is not silent between its runs' ends, and
+    one of many second-long runs does not print every epoch: a run's epoch line comes once
+    `heartbeat` seconds have passed since that run's last line, each run on its own clock."""
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("t1", 2, stream=s, clock=lambda: now[0], heartbeat=60.0)
+    sp.started("AlexNet", "aaaa", None)
+    now[0] = 5.0
+    sp.started("AlexNet, wd", "bbbb", 3)
+    for t, run, epoch in [
+        (30, "aaaa", 1),
+        (61, "aaaa", 2),
+        (62, "bbbb", 4),
+        (66, "bbbb", 5),
+        (100, "aaaa", 3),
+        (121, "aaaa", 4),
+        (200, "bbbb", 7),
+    ]:
+        now[0] = float(t)
+        sp.epoch(run, _rec(epoch, seconds=30.0, test_acc=None if epoch % 2 else 0.7))
+    sp.finished("AlexNet", "aaaa", "interrupted", {})
+    sp.close()
+    lines = s.getvalue().splitlines()
+    assert lines[:-1] == [
+        "t1: started aaaa (AlexNet)",
+        "t1: resumed bbbb (AlexNet, wd) from epoch 3",
+        "t1: aaaa (AlexNet) epoch 2  train acc 20.00% test acc 70.00%  30s",
+        "t1: bbbb (AlexNet, wd) epoch 5  train acc 50.00% test acc -  30s",
+        "t1: aaaa (AlexNet) epoch 4  train acc 40.00% test acc 70.00%  30s",
+        "t1: bbbb (AlexNet, wd) epoch 7  train acc 70.00% test acc -  30s",
+    ]
+    assert lines[-1].startswith("t1 [1/2]: aaaa (AlexNet) interrupted")
 
 
 def test_quiet_prints_nothing():

@@ -3,8 +3,9 @@
 Three renderings of the same events, chosen by `mode`:
 
 - "terminal": a rich progress bar (epochs of a run, runs of a sweep) with an ETA;
-- "plain": one line per epoch of a run, one line per finished, skipped or resumed run of a
-  sweep (for nohup, CI and log files, where a bar would be noise);
+- "plain": one line per epoch of a run; for a sweep, one line per started, resumed, skipped
+  or finished run, and a run's epoch line whenever a minute has passed since that run's last
+  line (for nohup, CI and log files, where a bar would be noise);
 - "notebook": tqdm.auto (a widget in Jupyter);
 - "quiet": nothing.
 
@@ -316,17 +317,23 @@ class SweepProgress(_Display):
         stream: IO[str] | None = None,
         mode: str = "auto",
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: float = 60.0,
     ) -> None:
         super().__init__(stream, mode)
         self.name = name
         self.total = int(total)
         self.clock = clock
+        # plain mode: a run's epoch line at most every `heartbeat` seconds, so a sweep of
+        # hour-long runs is never silent in a log and one of many tiny runs is not a flood
+        self.heartbeat = float(heartbeat)
+        self._last_line: dict[str, float] = {}
         self.n_skipped = 0
         self.n_finished = 0
         self._t0: float | None = None
         self._bar = None
         self._task = None
         self._run_tasks: dict[str, Any] = {}
+        self._labels: dict[str, str] = {}
 
     def _open(self) -> None:
         """Draw the bar at the first event, not before: an error raised before any run
@@ -391,21 +398,41 @@ class SweepProgress(_Display):
         self._open()
         if resumed_from is not None:
             self._say(f"{self.name}: resumed {run_id} ({run_label}) from epoch {resumed_from}")
+        else:
+            self._say(f"{self.name}: started {run_id} ({run_label})")
+        self._labels[run_id] = run_label
+        self._last_line[run_id] = self.clock()
         if self.mode == "terminal":
             self._run_tasks[run_id] = self._bar.add_task(f"  {run_label}"[:48], total=None, info="")
 
     def epoch(self, run_id: str, record: EpochRow | EpochRecord) -> None:
-        """A run's epoch ended (shown only on a terminal, under the sweep's bar)."""
+        """A run's epoch ended: on a terminal, under the sweep's bar; in plain mode, a line
+        when `heartbeat` seconds have passed since the run's last line."""
         task = self._run_tasks.get(run_id)
         if self.mode == "terminal" and task is not None:
             record = as_row(record)
             self._bar.update(task, info=f"epoch {record['epoch']}  {_short(record)}")
+        elif self.mode == "plain":
+            now = self.clock()
+            if now - self._last_line.get(run_id, -math.inf) < self.heartbeat:
+                return
+            self._last_line[run_id] = now
+            record = as_row(record)
+            label = self._labels.get(run_id)
+            self._say(
+                f"{self.name}: {run_id}"
+                + (f" ({label})" if label else "")
+                + f" epoch {record['epoch']}  {_short(record)}"
+                + f"  {format_duration(record.get('seconds'))}"
+            )
 
     def finished(
         self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
     ) -> None:
         """A run ended with `status`; result has epochs, epochs_to_fit, test_acc, seconds."""
         self.n_finished += 1
+        self._last_line.pop(run_id, None)
+        self._labels.pop(run_id, None)
         task = self._run_tasks.pop(run_id, None)
         if task is not None:
             self._bar.remove_task(task)
