@@ -108,12 +108,45 @@ def test_sweep_plain_lines_exactly():
         "sweep eta 45s",
         "fig1a: started dddd (flips seed=0)",
     ]
-    assert (
-        s.getvalue()
-        .splitlines()[-1]
-        .startswith(
-            "fig1a [4/4]: dddd (flips seed=0) interrupted, resumes from its last checkpoint; "
-        )
+    # an interrupted run is not done: [3/4] stays, no sweep ETA, and the ETA is unchanged
+    assert s.getvalue().splitlines()[-1] == (
+        "fig1a [3/4]: dddd (flips seed=0) interrupted, resumes from its last checkpoint"
+    )
+    assert (sp.done, sp.n_finished, sp.n_interrupted) == (3, 2, 1)
+    assert sp.eta() == pytest.approx(45.0)
+
+
+def test_sweep_eta_ignores_interrupted_runs():
+    """A time budget stops the two runs in flight: before, each counted as a finished run, so
+    the ETA after them was the elapsed time per *interrupted* run times the runs left (a
+    5-run sweep stopped after 2 h said 'sweep eta 8h53m', then '3h22m')."""
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("t1", 5, stream=s, clock=lambda: now[0])
+    sp.started("AlexNet", "aaaa", 35)
+    sp.started("AlexNet, wd", "bbbb", 35)
+    now[0] = 7900.0
+    sp.finished("AlexNet", "aaaa", "interrupted", {})
+    sp.finished("AlexNet, wd", "bbbb", "interrupted", {})
+    sp.close()
+    assert sp.eta() is None  # nothing finished: no basis for an ETA
+    assert sp.done == 0
+    assert s.getvalue().splitlines()[-2:] == [
+        "t1 [0/5]: aaaa (AlexNet) interrupted, resumes from its last checkpoint",
+        "t1 [0/5]: bbbb (AlexNet, wd) interrupted, resumes from its last checkpoint",
+    ]
+
+
+def test_sweep_failed_run_without_result():
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("t", 2, stream=s, clock=lambda: now[0])
+    sp.started("bad data", "aaaa", None)
+    now[0] = 90.0
+    sp.finished("bad data", "aaaa", "failed", {})
+    sp.close()
+    assert s.getvalue().splitlines()[-1] == (
+        "t [1/2]: aaaa (bad data) failed, no result (its error follows the sweep); sweep eta 1m30s"
     )
 
 
@@ -149,7 +182,7 @@ def test_sweep_plain_epoch_line_once_a_heartbeat_per_run():
         "t1: aaaa (AlexNet) epoch 4  train acc 40.00% test acc 70.00%  30s",
         "t1: bbbb (AlexNet, wd) epoch 7  train acc 70.00% test acc -  30s",
     ]
-    assert lines[-1].startswith("t1 [1/2]: aaaa (AlexNet) interrupted")
+    assert lines[-1] == "t1 [0/2]: aaaa (AlexNet) interrupted, resumes from its last checkpoint"
 
 
 def test_quiet_prints_nothing():

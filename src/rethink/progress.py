@@ -329,6 +329,7 @@ class SweepProgress(_Display):
         self._last_line: dict[str, float] = {}
         self.n_skipped = 0
         self.n_finished = 0
+        self.n_interrupted = 0
         self._t0: float | None = None
         self._bar = None
         self._task = None
@@ -429,20 +430,30 @@ class SweepProgress(_Display):
     def finished(
         self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
     ) -> None:
-        """A run ended with `status`; result has epochs, epochs_to_fit, test_acc, seconds."""
-        self.n_finished += 1
+        """A run ended with `status`; result has epochs, epochs_to_fit, test_acc, seconds.
+
+        An interrupted run (Ctrl-C, a time budget) is not done: it resumes from its last
+        checkpoint when the sweep runs again, so it counts neither towards [done/total] nor
+        towards the ETA's finished runs, and its line carries no sweep ETA (the sweep is
+        stopping)."""
+        interrupted = status == "interrupted"
+        if interrupted:
+            self.n_interrupted += 1
+        else:
+            self.n_finished += 1
         self._last_line.pop(run_id, None)
         self._labels.pop(run_id, None)
         task = self._run_tasks.pop(run_id, None)
         if task is not None:
             self._bar.remove_task(task)
-        eta = format_duration(self.eta())
-        # an interrupt reports no result: the run resumes from its last checkpoint
-        what = format_result(result) if result else "resumes from its last checkpoint"
-        self._say(
-            f"{self.name} [{self.done}/{self.total}]: {run_id} ({run_label}) {status}, "
-            f"{what}; sweep eta {eta}"
-        )
+        head = f"{self.name} [{self.done}/{self.total}]: {run_id} ({run_label}) {status}, "
+        if interrupted:
+            # an interrupt reports no result: the run resumes from its last checkpoint
+            self._say(head + "resumes from its last checkpoint")
+            return
+        # a run that failed before its first epoch has no result; the summary gives its error
+        what = format_result(result) if result else "no result (its error follows the sweep)"
+        self._say(head + f"{what}; sweep eta {format_duration(self.eta())}")
         self._advance()
 
     def close(self) -> None:
