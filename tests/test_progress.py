@@ -116,6 +116,25 @@ def test_sweep_plain_lines_exactly():
     assert sp.eta() == pytest.approx(45.0)
 
 
+def test_sweep_plain_epoch_line_with_the_runs_cap_and_eta():
+    """Given the run's max_epochs, a heartbeat line says how far the run is and its ETA:
+    the mean of the epochs trained in this process (not epoch 0, an evaluation) times the
+    epochs left."""
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("t1", 1, stream=s, clock=lambda: now[0], heartbeat=60.0)
+    sp.started("AlexNet", "aaaa", 35, max_epochs=100)
+    for t, epoch, secs in [(100, 36, 120.0), (220, 37, 124.0), (340, 38, 122.0)]:
+        now[0] = float(t)
+        sp.epoch("aaaa", {**_rec(epoch, seconds=secs, test_acc=None), "train_acc": 1.0})
+    sp.close()
+    assert s.getvalue().splitlines()[1:] == [
+        "t1: aaaa (AlexNet) epoch 36/100  train acc 100.00% test acc -  2m00s  eta 2h08m",
+        "t1: aaaa (AlexNet) epoch 37/100  train acc 100.00% test acc -  2m04s  eta 2h08m",
+        "t1: aaaa (AlexNet) epoch 38/100  train acc 100.00% test acc -  2m02s  eta 2h06m",
+    ]
+
+
 def test_sweep_eta_ignores_interrupted_runs():
     """A time budget stops the two runs in flight: before, each counted as a finished run, so
     the ETA after them was the elapsed time per *interrupted* run times the runs left (a

@@ -335,6 +335,8 @@ class SweepProgress(_Display):
         self._task = None
         self._run_tasks: dict[str, Any] = {}
         self._labels: dict[str, str] = {}
+        self._max_epochs: dict[str, int | None] = {}
+        self._epoch_seconds: dict[str, list[float]] = {}  # epochs trained in this process
 
     def _open(self) -> None:
         """Draw the bar at the first event, not before: an error raised before any run
@@ -392,8 +394,15 @@ class SweepProgress(_Display):
         self._say(f"{self.name}: skipped {run_id} ({run_label}), already done")
         self._advance()
 
-    def started(self, run_label: str, run_id: str, resumed_from: int | None = None) -> None:
-        """A run begins (fresh, or resumed after epoch `resumed_from`)."""
+    def started(
+        self,
+        run_label: str,
+        run_id: str,
+        resumed_from: int | None = None,
+        max_epochs: int | None = None,
+    ) -> None:
+        """A run begins (fresh, or resumed after epoch `resumed_from`). With `max_epochs`
+        (the run's cap), its plain epoch lines read 'epoch 36/100 ... eta 2h09m'."""
         if self._t0 is None:
             self._t0 = self.clock()
         self._open()
@@ -403,6 +412,8 @@ class SweepProgress(_Display):
             self._say(f"{self.name}: started {run_id} ({run_label})")
         self._labels[run_id] = run_label
         self._last_line[run_id] = self.clock()
+        self._max_epochs[run_id] = max_epochs
+        self._epoch_seconds[run_id] = []
         if self.mode == "terminal":
             self._run_tasks[run_id] = self._bar.add_task(f"  {run_label}"[:48], total=None, info="")
 
@@ -414,17 +425,29 @@ class SweepProgress(_Display):
             record = as_row(record)
             self._bar.update(task, info=f"epoch {record['epoch']}  {_short(record)}")
         elif self.mode == "plain":
+            record = as_row(record)
+            seconds = self._epoch_seconds.get(run_id)
+            if seconds is not None and record.get("epoch", 0) > 0:
+                seconds.append(record.get("seconds"))  # epoch 0 is an evaluation, not an epoch
             now = self.clock()
             if now - self._last_line.get(run_id, -math.inf) < self.heartbeat:
                 return
             self._last_line[run_id] = now
-            record = as_row(record)
             label = self._labels.get(run_id)
+            cap = self._max_epochs.get(run_id)
+            epoch = record["epoch"]
+            tail = ""
+            if cap:
+                eta = run_eta(seconds or [], cap - int(epoch))
+                tail = f"  eta {format_duration(eta)}"
             self._say(
                 f"{self.name}: {run_id}"
                 + (f" ({label})" if label else "")
-                + f" epoch {record['epoch']}  {_short(record)}"
+                + f" epoch {epoch}"
+                + (f"/{cap}" if cap else "")
+                + f"  {_short(record)}"
                 + f"  {format_duration(record.get('seconds'))}"
+                + tail
             )
 
     def finished(
@@ -443,6 +466,8 @@ class SweepProgress(_Display):
             self.n_finished += 1
         self._last_line.pop(run_id, None)
         self._labels.pop(run_id, None)
+        self._max_epochs.pop(run_id, None)
+        self._epoch_seconds.pop(run_id, None)
         task = self._run_tasks.pop(run_id, None)
         if task is not None:
             self._bar.remove_task(task)

@@ -178,7 +178,7 @@ class _Progress:
         if kind == "skip":
             v.skipped(run.label, run.run_id)
         elif kind == "start":
-            v.started(run.label, run.run_id, kw.get("resumed_from"))
+            v.started(run.label, run.run_id, kw.get("resumed_from"), run.spec.train.max_epochs)
         elif kind == "epoch":
             v.epoch(run.run_id, kw["record"])
         elif kind == "end":
