@@ -236,6 +236,14 @@ def test_rich_terminal_renders():
         sp.finished("b", "r2", "finished", _RESULT)
     out = s.getvalue()
     assert "sweep fig1a" in out and "2/2" in out and "skipped r1" in out
+    # a run's row under the sweep's bar gives its cap and ETA when the cap is known
+    s = io.StringIO()
+    with SweepProgress("t1", 1, stream=s, mode="terminal") as sp:
+        sp.started("AlexNet", "r1", 35, max_epochs=100)
+        sp.epoch("r1", _rec(36, seconds=120.0, test_acc=None))
+        (row,) = [t for t in sp._bar.tasks if t.description.strip() == "AlexNet"]
+        assert row.fields["info"].startswith("epoch 36/100  train acc 360.00%")
+        assert row.fields["info"].endswith("eta 2h08m")
 
 
 def test_nothing_drawn_before_the_first_event():

@@ -420,35 +420,33 @@ class SweepProgress(_Display):
     def epoch(self, run_id: str, record: EpochRow | EpochRecord) -> None:
         """A run's epoch ended: on a terminal, under the sweep's bar; in plain mode, a line
         when `heartbeat` seconds have passed since the run's last line."""
+        if self.mode not in ("terminal", "plain"):
+            return
+        record = as_row(record)
+        seconds = self._epoch_seconds.get(run_id)
+        if seconds is not None and record.get("epoch", 0) > 0:
+            seconds.append(record.get("seconds"))  # epoch 0 is an evaluation, not an epoch
+        cap = self._max_epochs.get(run_id)
+        epoch = record["epoch"]
+        where = f"epoch {epoch}" + (f"/{cap}" if cap else "")
+        tail = f"  eta {format_duration(run_eta(seconds or [], cap - int(epoch)))}" if cap else ""
         task = self._run_tasks.get(run_id)
-        if self.mode == "terminal" and task is not None:
-            record = as_row(record)
-            self._bar.update(task, info=f"epoch {record['epoch']}  {_short(record)}")
-        elif self.mode == "plain":
-            record = as_row(record)
-            seconds = self._epoch_seconds.get(run_id)
-            if seconds is not None and record.get("epoch", 0) > 0:
-                seconds.append(record.get("seconds"))  # epoch 0 is an evaluation, not an epoch
-            now = self.clock()
-            if now - self._last_line.get(run_id, -math.inf) < self.heartbeat:
-                return
-            self._last_line[run_id] = now
-            label = self._labels.get(run_id)
-            cap = self._max_epochs.get(run_id)
-            epoch = record["epoch"]
-            tail = ""
-            if cap:
-                eta = run_eta(seconds or [], cap - int(epoch))
-                tail = f"  eta {format_duration(eta)}"
-            self._say(
-                f"{self.name}: {run_id}"
-                + (f" ({label})" if label else "")
-                + f" epoch {epoch}"
-                + (f"/{cap}" if cap else "")
-                + f"  {_short(record)}"
-                + f"  {format_duration(record.get('seconds'))}"
-                + tail
-            )
+        if self.mode == "terminal":
+            if task is not None:
+                self._bar.update(task, info=f"{where}  {_short(record)}{tail}")
+            return
+        now = self.clock()
+        if now - self._last_line.get(run_id, -math.inf) < self.heartbeat:
+            return
+        self._last_line[run_id] = now
+        label = self._labels.get(run_id)
+        self._say(
+            f"{self.name}: {run_id}"
+            + (f" ({label})" if label else "")
+            + f" {where}  {_short(record)}"
+            + f"  {format_duration(record.get('seconds'))}"
+            + tail
+        )
 
     def finished(
         self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
