@@ -137,21 +137,24 @@ def test_sweep_plain_epoch_line_with_the_runs_cap_and_eta():
 
 def test_sweep_eta_ignores_interrupted_runs():
     """A time budget stops the two runs in flight: before, each counted as a finished run, so
-    the ETA after them was the elapsed time per *interrupted* run times the runs left (a
-    5-run sweep stopped after 2 h said 'sweep eta 8h53m', then '3h22m')."""
+    the ETA after them was the elapsed time per *interrupted* run times the runs left (Table
+    1's 5-run sweep, stopped by its budget with 3 runs to go, said '[4/5] ... sweep eta
+    32m59s')."""
     now = [0.0]
     s = io.StringIO()
     sp = SweepProgress("t1", 5, stream=s, clock=lambda: now[0])
     sp.started("AlexNet", "aaaa", 35)
     sp.started("AlexNet, wd", "bbbb", 35)
     now[0] = 7900.0
-    sp.finished("AlexNet", "aaaa", "interrupted", {})
-    sp.finished("AlexNet, wd", "bbbb", "interrupted", {})
+    # the budget's stop reports the run's epochs so far (as the driver sends it)
+    budget = {"epochs": 4, "epochs_to_fit": None, "test_acc": 0.6786, "seconds": 465.0}
+    sp.finished("AlexNet", "aaaa", "interrupted", budget)
+    sp.finished("AlexNet, wd", "bbbb", "interrupted", {})  # Ctrl-C: no result
     sp.close()
     assert sp.eta() is None  # nothing finished: no basis for an ETA
     assert sp.done == 0
     assert s.getvalue().splitlines()[-2:] == [
-        "t1 [0/5]: aaaa (AlexNet) interrupted, resumes from its last checkpoint",
+        "t1 [0/5]: aaaa (AlexNet) interrupted, after 4 epochs, resumes from its last checkpoint",
         "t1 [0/5]: bbbb (AlexNet, wd) interrupted, resumes from its last checkpoint",
     ]
 

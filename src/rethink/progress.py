@@ -471,8 +471,11 @@ class SweepProgress(_Display):
             self._bar.remove_task(task)
         head = f"{self.name} [{self.done}/{self.total}]: {run_id} ({run_label}) {status}, "
         if interrupted:
-            # an interrupt reports no result: the run resumes from its last checkpoint
-            self._say(head + "resumes from its last checkpoint")
+            # a time budget reports the run's epochs so far (its last one checkpointed);
+            # Ctrl-C reports none: either way the run resumes from its last checkpoint
+            epochs = (result or {}).get("epochs")
+            after = f"after {epochs} epochs, " if isinstance(epochs, int) else ""
+            self._say(head + after + "resumes from its last checkpoint")
             return
         # a run that failed before its first epoch has no result; the summary gives its error
         what = format_result(result) if result else "no result (its error follows the sweep)"
