@@ -426,13 +426,10 @@ class SweepProgress(_Display):
         seconds = self._epoch_seconds.get(run_id)
         if seconds is not None and record.get("epoch", 0) > 0:
             seconds.append(record.get("seconds"))  # epoch 0 is an evaluation, not an epoch
-        cap = self._max_epochs.get(run_id)
-        epoch = record["epoch"]
-        where = f"epoch {epoch}" + (f"/{cap}" if cap else "")
-        tail = f"  eta {format_duration(run_eta(seconds or [], cap - int(epoch)))}" if cap else ""
-        task = self._run_tasks.get(run_id)
         if self.mode == "terminal":
+            task = self._run_tasks.get(run_id)
             if task is not None:
+                where, tail = self._where(run_id, record["epoch"])
                 self._bar.update(task, info=f"{where}  {_short(record)}{tail}")
             return
         now = self.clock()
@@ -440,6 +437,7 @@ class SweepProgress(_Display):
             return
         self._last_line[run_id] = now
         label = self._labels.get(run_id)
+        where, tail = self._where(run_id, record["epoch"])
         self._say(
             f"{self.name}: {run_id}"
             + (f" ({label})" if label else "")
@@ -447,6 +445,14 @@ class SweepProgress(_Display):
             + f"  {format_duration(record.get('seconds'))}"
             + tail
         )
+
+    def _where(self, run_id: str, epoch: int) -> tuple[str, str]:
+        """('epoch 36/100', '  eta 2h09m') with the run's cap known, else ('epoch 36', '')."""
+        cap = self._max_epochs.get(run_id)
+        if not cap:
+            return f"epoch {epoch}", ""
+        eta = run_eta(self._epoch_seconds.get(run_id) or [], cap - int(epoch))
+        return f"epoch {epoch}/{cap}", f"  eta {format_duration(eta)}"
 
     def finished(
         self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
