@@ -154,6 +154,79 @@ def test_a_resume_on_another_thread_count_says_so_and_records_both(tmp_path):
     assert [(a["threads"], a["from_epoch"]) for a in prov["attempts"]] == [(1, 0), (2, 3)]
 
 
+def test_a_resume_on_a_cpu_with_other_kernels_says_so_and_records_both(tmp_path, monkeypatch):
+    import rethink.lifecycle as lifecycle
+
+    db = tmp_path / "s.db"
+    spec = _spec(max_epochs=6, checkpoint_every=1)
+    n = 0
+
+    def stop() -> bool:
+        nonlocal n
+        n += 1
+        return n > 3
+
+    intel = ("GenuineIntel family 6 model 143", "AVX512")
+    monkeypatch.setattr(lifecycle, "cpu_identity", lambda: intel)
+    r = runner.run(spec, store=db, device="cpu", threads=1, should_stop=stop)
+    assert r["status"] == "interrupted"
+    amd = ("AuthenticAMD family 25 model 1", "AVX2")
+    monkeypatch.setattr(lifecycle, "cpu_identity", lambda: amd)
+    notes: list[str] = []
+    r = runner.run(spec, store=db, device="cpu", threads=1, notice=notes.append)
+    assert r["status"] == "finished" and r["resumed_from"] == 3
+    said = [x for x in notes if "resumes on a CPU with AVX2 kernels" in x]
+    assert len(said) == 1 and "AuthenticAMD family 25 model 1" in said[0]
+    assert "earlier epochs ran with AVX512" in said[0]
+    with Store(db, readonly=True) as st:
+        prov = st.get_run(spec.run_id())["provenance"]
+    assert prov["cpu_capability"] == ["AVX2", "AVX512"] and prov["threads"] == [1]
+    assert [(a["cpu_capability"], a["from_epoch"]) for a in prov["attempts"]] == [
+        ("AVX512", 0), ("AVX2", 3)
+    ]  # fmt: skip
+    # the same kernels again: nothing to say
+    notes.clear()
+    runner.run(_spec(max_epochs=1), store=db, device="cpu", threads=1, notice=notes.append)
+    assert not [x for x in notes if "kernels" in x]
+
+
+def test_the_cpu_kernels_torch_picks_are_part_of_a_run_s_trajectory(tmp_path):
+    """Why provenance records cpu_capability: the same run with torch's generic kernels
+    (ATEN_CPU_CAPABILITY=default) and with this CPU's vector kernels gives other floats
+    (measured on an AVX2 CPU: mnist-5k, MLP 1x512, train loss 2.3261806030273435 at epoch 0
+    with AVX2 kernels, 2.3261805419921875 with the generic ones)."""
+    import torch
+
+    from rethink.lifecycle import cpu_identity
+
+    here = cpu_identity()[1]
+    if here in (None, "DEFAULT"):
+        pytest.skip("this CPU has only torch's generic kernels")
+    code = (
+        "import torch, json; from rethink import runner; from rethink.spec import RunSpec;"
+        "s = RunSpec.from_dict({'dataset': 'mnist-5k', 'train_size': 1000, 'model.name': "
+        "'mlp-1x512', 'lr': 0.1, 'max_epochs': 1}).normalized();"
+        "import sys; runner.run(s, store=sys.argv[1], device='cpu', threads=1);"
+        "from rethink.store import Store; from rethink.lifecycle import cpu_identity;"
+        "st = Store(sys.argv[1], readonly=True);"
+        "print(json.dumps([cpu_identity()[1], [e['train_loss'] for e in st.epochs(s.run_id())]]))"
+    )
+    out = {}
+    for isa in ("default", here.lower()):
+        env = {**_env(), "ATEN_CPU_CAPABILITY": isa}
+        db = tmp_path / f"{isa}.db"
+        p = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                           env=env, timeout=300)  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        import json
+
+        got, loss = json.loads(p.stdout.strip().splitlines()[-1])
+        out[got] = loss
+    assert set(out) == {"DEFAULT", here}
+    assert out["DEFAULT"] != out[here], out
+    assert torch.backends.cpu.get_cpu_capability() == here
+
+
 def test_a_checkpoint_newer_than_the_store_is_not_trusted(tmp_path):
     # killed at epoch 2 while the checkpoint comes from epoch 4 of the same run
     db = tmp_path / "s.db"

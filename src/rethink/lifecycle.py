@@ -375,9 +375,8 @@ class Recorder:
         attempts = list(before.get("attempts", []))
         if self.resumed_from is None:
             attempts = []
-        attempt = {
-            k: provenance.get(k) for k in ("threads", "device", "host", "pid", "rethink", "git")
-        }
+        keys = ("threads", "device", "cpu", "cpu_capability", "host", "pid", "rethink", "git")
+        attempt = {k: provenance.get(k) for k in keys}
         attempt["from_epoch"] = self.resumed_from if self.resumed_from is not None else 0
         attempts.append(attempt)
         earlier = {a.get("threads") for a in attempts[:-1]} - {None}
@@ -387,9 +386,21 @@ class Recorder:
                 f"epochs ran on {', '.join(map(str, sorted(earlier)))}: the float trajectory "
                 "differs from an uninterrupted run (both are recorded)."
             )
+        # the kernels torch picks for this CPU (AVX2, AVX512, ...) round differently: a run
+        # resumed on a CPU with other kernels is no longer the uninterrupted run's trajectory
+        isa = provenance.get("cpu_capability")
+        before_isa = {a.get("cpu_capability") for a in attempts[:-1]} - {None}
+        if str(provenance.get("device", "")).startswith("cpu") and before_isa - {isa}:
+            self.notice(
+                f"run {self.run_id} resumes on a CPU with {isa} kernels ({provenance.get('cpu')}); "
+                f"its earlier epochs ran with {', '.join(sorted(before_isa))}: the float "
+                "trajectory differs from an uninterrupted run (both are recorded)."
+            )
         prov = {**provenance, "attempts": attempts}
         if earlier:
             prov["threads"] = sorted(earlier | {provenance.get("threads")})
+        if before_isa - {isa}:
+            prov["cpu_capability"] = sorted(before_isa | {isa} - {None})
         self._write(self.store.set_provenance, self.run_id, prov)
         if arrays is not None and self.spec.train.record_examples:
             a = arrays
@@ -501,9 +512,10 @@ _STATIC: dict[str, Any] | None = None
 
 def provenance(*, device: Any, data: Any = None, spec: Any = None) -> dict[str, Any]:
     """What explains a run's numbers besides its spec: torch intra-op threads, device name,
-    CUDA / cuDNN versions where present, rethink version and git commit (from a checkout;
-    "+dirty" with uncommitted changes), Python / numpy / torch versions, host, pid, and a
-    checksum of the training data the run saw (after the subset and the corruption)."""
+    the CPU's microarchitecture and the kernels torch picks on it (cpu_identity), CUDA /
+    cuDNN versions where present, rethink version and git commit (from a checkout; "+dirty"
+    with uncommitted changes), Python / numpy / torch versions, host, pid, and a checksum of
+    the training data the run saw (after the subset and the corruption)."""
     import torch
 
     global _STATIC
@@ -525,6 +537,7 @@ def provenance(*, device: Any, data: Any = None, spec: Any = None) -> dict[str, 
     prov = {**_STATIC, "pid": os.getpid(), "threads": torch.get_num_threads()}
     dev = torch.device(device)
     prov["device"] = _device_name(dev)
+    prov["cpu"], prov["cpu_capability"] = cpu_identity()
     if torch.version.cuda:
         prov["cuda"] = torch.version.cuda
     if torch.backends.cudnn.is_available():
@@ -546,6 +559,40 @@ def data_checksum(data: Any) -> str:
     for t in (data.x_train, data.y_train):
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def cpu_identity() -> tuple[str, str | None]:
+    """('AuthenticAMD family 25 model 1 stepping 1', 'AVX2'): the CPU's vendor and
+    microarchitecture (model names such as 'AMD EPYC' do not tell one generation from the
+    next), and the kernels torch dispatches to on it (ATEN_CPU_CAPABILITY can lower them).
+    Two CPUs whose capabilities differ give different float trajectories for the same run."""
+    import platform
+
+    import torch
+
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001 - an old or unusual build: the name alone is recorded
+        capability = None
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("vendor_id", "cpu family", "model", "stepping") and key not in info:
+                info[key] = value.strip()
+            elif not line.strip() and info:
+                break  # the first processor's block is enough
+    except OSError:
+        pass
+    if "cpu family" in info:
+        parts = [info.get("vendor_id", "")]
+        parts += [f"{k.split()[-1]} {info[k]}" for k in ("cpu family", "model", "stepping")
+                  if k in info]  # fmt: skip
+        cpu = " ".join(parts).strip()
+    else:
+        cpu = platform.processor() or platform.machine()
+    return cpu, capability
 
 
 def _device_name(dev: Any) -> str:

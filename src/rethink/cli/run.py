@@ -269,9 +269,13 @@ def runs_command(
         if p:
             threads = p.get("threads")
             threads = ",".join(map(str, threads)) if isinstance(threads, list) else threads
+            isa = p.get("cpu_capability")
+            isa = ",".join(map(str, isa)) if isinstance(isa, list) else isa
             sha = (p.get("data_sha256") or "-")[:12]
             console.print(
-                f"{r['run_id']}  threads {threads}  {p.get('device')}  git {p.get('git') or '-'}"
+                f"{r['run_id']}  threads {threads}  {p.get('device')}"
+                + (f" ({isa})" if isa else "")
+                + f"  git {p.get('git') or '-'}"
                 f"  data {sha}  torch {p.get('torch')}  host {p.get('host')}",
                 markup=False,
             )
