@@ -14,7 +14,7 @@ from rethink.progress import (
     resolve_mode,
     run_eta,
     run_progress,
-    sweep_eta,
+    schedule_eta,
 )
 
 
@@ -69,9 +69,11 @@ def test_eta_arithmetic():
     assert run_eta([2.0, 4.0], 10) == pytest.approx(30.0)
     assert run_eta([2.0, float("nan")], 3) == pytest.approx(6.0)
     assert run_eta([2.0], 0) == 0.0
-    assert sweep_eta(100.0, 0, 4) is None
-    assert sweep_eta(100.0, 4, 6) == pytest.approx(150.0)
-    assert sweep_eta(100.0, 4, 0) == 0.0
+    # two workers busy for 100 s and 40 s; three runs of 50 s to go: 40+50, 100+50, 90+50
+    assert schedule_eta([100.0, 40.0], 3, 50.0, 2) == pytest.approx(150.0)
+    assert schedule_eta([], 4, 10.0, 1) == pytest.approx(40.0)
+    assert schedule_eta([30.0], 2, 10.0, 2) == pytest.approx(30.0)  # a free worker takes both
+    assert schedule_eta([], 0, None, 2) == 0.0
     assert [format_duration(x) for x in (None, 0, 45.4, 185, 7620, float("inf"))] == [
         "-",
         "0.0s",
@@ -157,6 +159,56 @@ def test_sweep_eta_ignores_interrupted_runs():
         "t1 [0/5]: aaaa (AlexNet) interrupted, after 4 epochs, resumes from its last checkpoint",
         "t1 [0/5]: bbbb (AlexNet, wd) interrupted, resumes from its last checkpoint",
     ]
+
+
+def test_sweep_eta_from_its_runs_epochs_before_any_run_finishes():
+    """Table 1's resumed sweep: two runs done, two resumed at epoch 4 of 100 (~236 s an
+    epoch on two workers), one not started. Before, the sweep's ETA was '-' until a run
+    finished, hours in; now each epoch line gives it: the two runs' 96 epochs left, then
+    the fifth run's 100 epochs on the first worker free."""
+    now = [0.0]
+    s = io.StringIO()
+    sp = SweepProgress("t1", 5, stream=s, clock=lambda: now[0], heartbeat=60.0)
+    sp.skipped("AlexNet", "aaaa")
+    sp.skipped("AlexNet, wd", "bbbb")
+    assert sp.eta() is None  # nothing measured yet
+    sp.started("AlexNet, crop", "cccc", 4, max_epochs=100)
+    sp.started("AlexNet, random labels", "dddd", 4, max_epochs=100)
+    assert sp.eta() is None  # started, no epoch trained here yet
+    now[0] = 236.0
+    sp.epoch("cccc", {**_rec(5, seconds=236.0), "train_acc": 0.7376})
+    assert sp.eta() is None  # the other run has no epoch yet
+    sp.epoch("dddd", {**_rec(5, seconds=236.0), "train_acc": 0.1211})
+    # 95 x 236 s on each worker, then 100 x 236 s: 46,020 s
+    assert sp.eta() == pytest.approx(95 * 236 + 100 * 236)
+    lines = s.getvalue().splitlines()
+    assert lines[-1] == (
+        "t1: dddd (AlexNet, random labels) epoch 5/100  train acc 12.11% test acc 50.00%"
+        "  3m56s  eta 6h13m, sweep 12h47m"
+    )
+    # the crop run ends at epoch 100 (95 more epochs, 22,420 s here): its whole run is
+    # estimated as its wall time here plus its 4 epochs before the resume
+    now[0] = 236.0 * 96
+    sp.epoch("dddd", {**_rec(96, seconds=236.0), "train_acc": 1.0})
+    sp.finished("AlexNet, crop", "cccc", "finished", {"epochs": 100, "seconds": 23600.0})
+    assert sp._run_costs == [pytest.approx(96 * 236 + 4 * 236)]
+    # dddd: 4 epochs left; the fifth run: one whole run on the free worker
+    assert sp.eta() == pytest.approx(100 * 236)
+    assert s.getvalue().splitlines()[-1].endswith("; sweep eta 6h33m")
+
+
+def test_sweep_eta_unknown_with_a_running_run_without_a_cap():
+    now = [0.0]
+    sp = SweepProgress("t", 3, stream=io.StringIO(), clock=lambda: now[0])
+    sp.started("a", "aaaa", None, max_epochs=10)
+    sp.started("b", "bbbb", None)  # no cap: its end cannot be foreseen
+    now[0] = 5.0
+    sp.epoch("aaaa", _rec(1, seconds=5.0))
+    sp.epoch("bbbb", _rec(1, seconds=5.0))
+    assert sp.eta() is None
+    sp.finished("b", "bbbb", "finished", {"epochs": 1, "seconds": 5.0})
+    # aaaa: 9 x 5 s left; the third run as long as bbbb was (5 s) on the worker bbbb freed
+    assert sp.eta() == pytest.approx(45.0)
 
 
 def test_sweep_failed_run_without_result():

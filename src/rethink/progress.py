@@ -109,13 +109,17 @@ def run_eta(epoch_seconds: list[float], epochs_left: int) -> float | None:
     return sum(measured) / len(measured) * epochs_left
 
 
-def sweep_eta(elapsed: float, finished: int, left: int) -> float | None:
-    """Seconds left: wall time per finished run (elapsed / finished) x runs left."""
-    if left <= 0:
-        return 0.0
-    if finished <= 0:
-        return None
-    return elapsed / finished * left
+def schedule_eta(running: list[float], pending: int, per_run: float | None, slots: int) -> float:
+    """Seconds until the last run ends: `slots` workers, each busy for one of the `running`
+    runs' seconds left (a free worker: 0), take the `pending` runs of `per_run` seconds each,
+    the next one going to the first worker free (as a sweep's workers do)."""
+    free = sorted(list(running) + [0.0] * max(0, slots - len(running)))
+    for _ in range(max(0, pending)):
+        if per_run is None:
+            raise ValueError("pending runs need a per-run estimate")
+        free[0] += per_run
+        free.sort()
+    return max(free, default=0.0)
 
 
 def _in_notebook() -> bool:
@@ -337,6 +341,11 @@ class SweepProgress(_Display):
         self._labels: dict[str, str] = {}
         self._max_epochs: dict[str, int | None] = {}
         self._epoch_seconds: dict[str, list[float]] = {}  # epochs trained in this process
+        self._resumed_from: dict[str, int] = {}
+        self._epoch: dict[str, int] = {}  # a running run's latest epoch
+        self._started_at: dict[str, float] = {}
+        self._run_costs: list[float] = []  # a whole finished run's seconds, estimated
+        self._slots = 1  # the most runs seen running at once: the sweep's workers
 
     def _open(self) -> None:
         """Draw the bar at the first event, not before: an error raised before any run
@@ -366,9 +375,36 @@ class SweepProgress(_Display):
         return self.n_skipped + self.n_finished
 
     def eta(self) -> float | None:
-        """Seconds left for the runs not yet finished, from the finished runs' wall time."""
-        elapsed = 0.0 if self._t0 is None else self.clock() - self._t0
-        return sweep_eta(elapsed, self.n_finished, self.total - self.done)
+        """Seconds until the sweep's last run ends: each running run's ETA (its cap's epochs
+        left x its mean epoch here), then the runs not started, each as long as the finished
+        runs were (their wall time plus, for a resumed one, its earlier epochs at its mean
+        epoch) or, before any finished, as a running run's cap x its mean epoch, handed to
+        the workers (the most runs seen at once) as they free up. None until that is known;
+        for until-fit runs it is an upper bound."""
+        left = self.total - self.done
+        if left <= 0:
+            return 0.0
+        running = list(self._epoch_seconds)
+        etas = [self._run_left(r) for r in running]
+        pending = left - len(running)
+        if self._run_costs:
+            per_run = sum(self._run_costs) / len(self._run_costs)
+        else:  # a fresh run as long as a running run's whole cap
+            whole = [run_eta(self._epoch_seconds[r], self._max_epochs.get(r) or 0) for r in running]
+            whole = [w for w in whole if w]
+            per_run = sum(whole) / len(whole) if whole else None
+        if any(e is None for e in etas) or (pending > 0 and per_run is None):
+            return None
+        return schedule_eta(etas, pending, per_run, self._slots)
+
+    def _run_left(self, run_id: str) -> float | None:
+        """A running run's seconds left: its mean epoch here x epochs left to its cap; None
+        without a cap or before its first epoch here."""
+        cap = self._max_epochs.get(run_id)
+        if not cap:
+            return None
+        epoch = self._epoch.get(run_id, self._resumed_from.get(run_id, 0))
+        return run_eta(self._epoch_seconds.get(run_id) or [], cap - int(epoch))
 
     def _say(self, text: str) -> None:
         self._open()
@@ -414,23 +450,31 @@ class SweepProgress(_Display):
         self._last_line[run_id] = self.clock()
         self._max_epochs[run_id] = max_epochs
         self._epoch_seconds[run_id] = []
+        self._resumed_from[run_id] = int(resumed_from or 0)
+        self._started_at[run_id] = self.clock()
+        self._slots = max(self._slots, len(self._epoch_seconds))
         if self.mode == "terminal":
             self._run_tasks[run_id] = self._bar.add_task(f"  {run_label}"[:48], total=None, info="")
 
     def epoch(self, run_id: str, record: EpochRow | EpochRecord) -> None:
         """A run's epoch ended: on a terminal, under the sweep's bar; in plain mode, a line
         when `heartbeat` seconds have passed since the run's last line."""
-        if self.mode not in ("terminal", "plain"):
+        if self.mode == "quiet":
             return
         record = as_row(record)
         seconds = self._epoch_seconds.get(run_id)
         if seconds is not None and record.get("epoch", 0) > 0:
             seconds.append(record.get("seconds"))  # epoch 0 is an evaluation, not an epoch
+            self._epoch[run_id] = int(record["epoch"])
+        if self.mode == "notebook":
+            return
         if self.mode == "terminal":
             task = self._run_tasks.get(run_id)
             if task is not None:
                 where, tail = self._where(run_id, record["epoch"])
                 self._bar.update(task, info=f"{where}  {_short(record)}{tail}")
+            if self.total > 1:
+                self._advance()  # the sweep's ETA follows its runs' epochs
             return
         now = self.clock()
         if now - self._last_line.get(run_id, -math.inf) < self.heartbeat:
@@ -447,12 +491,16 @@ class SweepProgress(_Display):
         )
 
     def _where(self, run_id: str, epoch: int) -> tuple[str, str]:
-        """('epoch 36/100', '  eta 2h09m') with the run's cap known, else ('epoch 36', '')."""
+        """('epoch 36/100', '  eta 2h09m') with the run's cap known, else ('epoch 36', '');
+        in a sweep of more than one run, the sweep's ETA follows ('  eta 2h09m, sweep 6h')."""
         cap = self._max_epochs.get(run_id)
         if not cap:
             return f"epoch {epoch}", ""
         eta = run_eta(self._epoch_seconds.get(run_id) or [], cap - int(epoch))
-        return f"epoch {epoch}/{cap}", f"  eta {format_duration(eta)}"
+        tail = f"  eta {format_duration(eta)}"
+        if self.total > 1 and self.mode == "plain":
+            tail += f", sweep {format_duration(self.eta())}"
+        return f"epoch {epoch}/{cap}", tail
 
     def finished(
         self, run_label: str, run_id: str, status: str, result: dict[str, Any] | None
@@ -464,14 +512,22 @@ class SweepProgress(_Display):
         towards the ETA's finished runs, and its line carries no sweep ETA (the sweep is
         stopping)."""
         interrupted = status == "interrupted"
+        seconds = [x for x in self._epoch_seconds.pop(run_id, None) or [] if _finite(x)]
+        began = self._started_at.pop(run_id, None)
+        earlier = self._resumed_from.pop(run_id, 0)
         if interrupted:
             self.n_interrupted += 1
         else:
             self.n_finished += 1
+            if began is not None:  # its wall time here, plus its epochs before a resume
+                cost = self.clock() - began
+                if earlier and seconds:
+                    cost += earlier * sum(seconds) / len(seconds)
+                self._run_costs.append(cost)
         self._last_line.pop(run_id, None)
         self._labels.pop(run_id, None)
         self._max_epochs.pop(run_id, None)
-        self._epoch_seconds.pop(run_id, None)
+        self._epoch.pop(run_id, None)
         task = self._run_tasks.pop(run_id, None)
         if task is not None:
             self._bar.remove_task(task)
@@ -509,5 +565,5 @@ __all__ = [
     "resolve_mode",
     "run_eta",
     "run_progress",
-    "sweep_eta",
+    "schedule_eta",
 ]
