@@ -220,7 +220,7 @@ def test_sweep_failed_run_without_result():
     sp.finished("bad data", "aaaa", "failed", {})
     sp.close()
     assert s.getvalue().splitlines()[-1] == (
-        "t [1/2]: aaaa (bad data) failed, no result (its error follows the sweep); sweep eta 1m30s"
+        "t [1/2]: aaaa (bad data) failed, no result (its error follows the sweep); sweep eta -"
     )
 
 

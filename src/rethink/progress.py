@@ -519,7 +519,9 @@ class SweepProgress(_Display):
             self.n_interrupted += 1
         else:
             self.n_finished += 1
-            if began is not None:  # its wall time here, plus its epochs before a resume
+            # its wall time here, plus its epochs before a resume; a failed run (often at its
+            # start) says nothing about how long the others take
+            if began is not None and status != "failed":
                 cost = self.clock() - began
                 if earlier and seconds:
                     cost += earlier * sum(seconds) / len(seconds)
