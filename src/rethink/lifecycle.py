@@ -38,6 +38,7 @@ Rules, decided once:
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import json
 import math
@@ -561,6 +562,23 @@ def data_checksum(data: Any) -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo (empty where there is none), read once."""
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                if info:
+                    break  # the first processor's block is enough
+                continue
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return info
+
+
 def cpu_identity() -> tuple[str, str | None]:
     """('AuthenticAMD family 25 model 1 stepping 1', 'AVX2'): the CPU's vendor and
     microarchitecture (model names such as 'AMD EPYC' do not tell one generation from the
@@ -574,25 +592,13 @@ def cpu_identity() -> tuple[str, str | None]:
         capability = str(torch.backends.cpu.get_cpu_capability())
     except Exception:  # noqa: BLE001 - an old or unusual build: the name alone is recorded
         capability = None
-    info: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("vendor_id", "cpu family", "model", "stepping") and key not in info:
-                info[key] = value.strip()
-            elif not line.strip() and info:
-                break  # the first processor's block is enough
-    except OSError:
-        pass
-    if "cpu family" in info:
-        parts = [info.get("vendor_id", "")]
-        parts += [f"{k.split()[-1]} {info[k]}" for k in ("cpu family", "model", "stepping")
-                  if k in info]  # fmt: skip
-        cpu = " ".join(parts).strip()
-    else:
-        cpu = platform.processor() or platform.machine()
-    return cpu, capability
+    info = _cpuinfo()
+    if "cpu family" not in info:
+        return platform.processor() or platform.machine(), capability
+    parts = [info.get("vendor_id", "")]
+    parts += [f"{k.split()[-1]} {info[k]}" for k in ("cpu family", "model", "stepping")
+              if k in info]  # fmt: skip
+    return " ".join(parts).strip(), capability
 
 
 def _device_name(dev: Any) -> str:
@@ -602,14 +608,7 @@ def _device_name(dev: Any) -> str:
 
     if dev.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(dev)}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = _cpuinfo().get("model name") or platform.processor() or platform.machine()
     return f"{dev.type}: {cpu}"
 
 
