@@ -334,7 +334,6 @@ class SweepProgress(_Display):
         self.n_skipped = 0
         self.n_finished = 0
         self.n_interrupted = 0
-        self._t0: float | None = None
         self._bar = None
         self._task = None
         self._run_tasks: dict[str, Any] = {}
@@ -439,8 +438,6 @@ class SweepProgress(_Display):
     ) -> None:
         """A run begins (fresh, or resumed after epoch `resumed_from`). With `max_epochs`
         (the run's cap), its plain epoch lines read 'epoch 36/100 ... eta 2h09m'."""
-        if self._t0 is None:
-            self._t0 = self.clock()
         self._open()
         if resumed_from is not None:
             self._say(f"{self.name}: resumed {run_id} ({run_label}) from epoch {resumed_from}")
@@ -496,8 +493,7 @@ class SweepProgress(_Display):
         cap = self._max_epochs.get(run_id)
         if not cap:
             return f"epoch {epoch}", ""
-        eta = run_eta(self._epoch_seconds.get(run_id) or [], cap - int(epoch))
-        tail = f"  eta {format_duration(eta)}"
+        tail = f"  eta {format_duration(self._run_left(run_id))}"
         if self.total > 1 and self.mode == "plain":
             tail += f", sweep {format_duration(self.eta())}"
         return f"epoch {epoch}/{cap}", tail
