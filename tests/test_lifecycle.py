@@ -28,6 +28,18 @@ def _spec(**kw) -> RunSpec:
     return RunSpec.from_dict({**base, **kw}).normalized()
 
 
+def _stop_after(k: int):
+    """A should_stop callback that asks the run to stop from its (k+1)-th call on."""
+    calls = 0
+
+    def stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls > k
+
+    return stop
+
+
 def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -134,13 +146,7 @@ def test_the_data_checksum_follows_the_data_the_run_saw():
 def test_a_resume_on_another_thread_count_says_so_and_records_both(tmp_path):
     db = tmp_path / "s.db"
     spec = _spec(max_epochs=6, checkpoint_every=1)
-    n = 0
-
-    def stop() -> bool:
-        nonlocal n
-        n += 1
-        return n > 3
-
+    stop = _stop_after(3)
     r = runner.run(spec, store=db, device="cpu", threads=1, should_stop=stop)
     assert r["status"] == "interrupted"
     notes: list[str] = []
@@ -159,13 +165,7 @@ def test_a_resume_on_a_cpu_with_other_kernels_says_so_and_records_both(tmp_path,
 
     db = tmp_path / "s.db"
     spec = _spec(max_epochs=6, checkpoint_every=1)
-    n = 0
-
-    def stop() -> bool:
-        nonlocal n
-        n += 1
-        return n > 3
-
+    stop = _stop_after(3)
     intel = ("GenuineIntel family 6 model 143", "AVX512")
     monkeypatch.setattr(lifecycle, "cpu_identity", lambda: intel)
     r = runner.run(spec, store=db, device="cpu", threads=1, should_stop=stop)
@@ -195,6 +195,8 @@ def test_the_cpu_kernels_torch_picks_are_part_of_a_run_s_trajectory(tmp_path):
     (ATEN_CPU_CAPABILITY=default) and with this CPU's vector kernels gives other floats
     (measured on an AVX2 CPU: mnist-5k, MLP 1x512, train loss 2.3261806030273435 at epoch 0
     with AVX2 kernels, 2.3261805419921875 with the generic ones)."""
+    import json
+
     import torch
 
     from rethink.lifecycle import cpu_identity
@@ -218,8 +220,6 @@ def test_the_cpu_kernels_torch_picks_are_part_of_a_run_s_trajectory(tmp_path):
         p = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
                            env=env, timeout=300)  # fmt: skip
         assert p.returncode == 0, p.stderr
-        import json
-
         got, loss = json.loads(p.stdout.strip().splitlines()[-1])
         out[got] = loss
     assert set(out) == {"DEFAULT", here}
@@ -256,13 +256,7 @@ def test_a_checkpoint_with_the_wrong_content_restarts_the_run_and_names_the_file
 
     db = tmp_path / "s.db"
     spec = _spec(max_epochs=4, checkpoint_every=1)
-    n = 0
-
-    def stop() -> bool:
-        nonlocal n
-        n += 1
-        return n > 2
-
+    stop = _stop_after(2)
     runner.run(spec, store=db, device="cpu", should_stop=stop)
     ckpt = Store(db, readonly=True).checkpoint_path(spec.run_id())
     state = torch.load(ckpt, weights_only=True)
